@@ -1,0 +1,43 @@
+"""The WaveMix paper's published numbers, shipped as data (paper_values.csv), one row per value.
+
+Each value keeps its table, model (registry display name), metric, image size and unit, so
+renderers and the paper-vs-measured comparison never type a number themselves.
+"""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+PAPER = "Jeevan & Sethi, WaveMix: Resource-efficient Token Mixing for Images (2022)"
+# Metrics: params (M), gpu_train_batch64 (GB at batch 64), max_batch_train / max_batch_infer
+# (images, on a 16 GB GPU), train_images_per_s / infer_images_per_s.
+METRICS = ("params", "gpu_train_batch64", "max_batch_train", "max_batch_infer",
+           "train_images_per_s", "infer_images_per_s")
+
+
+@dataclass(frozen=True)
+class PaperValue:
+    table: int
+    model: str
+    metric: str
+    image_size: int
+    value: float
+    unit: str
+    note: str
+
+
+@lru_cache(maxsize=1)
+def paper_values() -> tuple[PaperValue, ...]:
+    """Every published value, in the order of the paper's tables."""
+    with open(Path(__file__).with_name("paper_values.csv"), newline="", encoding="utf-8") as fh:
+        return tuple(PaperValue(table=int(r["table"]), model=r["model"], metric=r["metric"],
+                                image_size=int(r["image_size"]), value=float(r["value"]),
+                                unit=r["unit"], note=r["note"])
+                     for r in csv.DictReader(fh))
+
+
+def paper_values_for(model: str) -> tuple[PaperValue, ...]:
+    """The published values for one registry display name."""
+    return tuple(v for v in paper_values() if v.model == model)

@@ -1,0 +1,25 @@
+"""`wavemix-profile list`: the registry with family, parameter count and the paper's figures."""
+from __future__ import annotations
+
+from ..models import get_entry, paper_values_for, resolve
+from ..render.terminal import print_registry
+
+
+def registry_rows(patterns: list[str], num_classes: int) -> list[dict]:
+    """One row per model: name, family, params counted from a CPU build, paper values."""
+    rows = []
+    for name in resolve(patterns):
+        entry = get_entry(name)
+        model = entry.build(num_classes=num_classes, image_size=32)
+        rows.append({
+            "name": name,
+            "family": entry.family,
+            "params": sum(p.numel() for p in model.parameters()),
+            "paper": {f"{v.metric}@{v.image_size}px (T{v.table})": v.value for v in paper_values_for(name)},
+        })
+    return rows
+
+
+def run_list(args) -> int:
+    print_registry(registry_rows(args.models, args.num_classes), num_classes=args.num_classes)
+    return 0

@@ -1,0 +1,1 @@
+"""Renderers: stored results to tables, files and charts. Never imports torch."""
