@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import importlib
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
-import torch.nn as nn
+if TYPE_CHECKING:  # the registry itself stays torch-free; the family modules import torch
+    import torch.nn as nn
 
 FAMILIES = ("convolutional", "token mixer", "transformer", "WaveMix")
+# Imported on the first registry query, so paper data and names are readable without torch.
+FAMILY_MODULES = ("resnet", "convmixer", "fnet2d", "mlpmixer2d", "vit", "vin", "cct", "cvt", "wavemix")
 
 
 class UnknownModelError(KeyError):
@@ -50,14 +54,14 @@ class ModelEntry:
 
     name: str
     family: str
-    builder: Callable[..., nn.Module]
+    builder: Callable[..., "nn.Module"]
     sizes: SizeRule = ANY_SIZE_FROM_8
     aliases: tuple[str, ...] = ()
     description: str = ""
     params_note: str = ""
     default_kwargs: dict = field(default_factory=dict)
 
-    def build(self, *, num_classes: int = 100, image_size: int = 32, **kwargs) -> nn.Module:
+    def build(self, *, num_classes: int = 100, image_size: int = 32, **kwargs) -> "nn.Module":
         """Build the model for `num_classes` classes and square `image_size`-pixel inputs."""
         self.sizes.validate(self.name, image_size)
         if not isinstance(num_classes, int) or num_classes < 1:
@@ -73,6 +77,15 @@ def normalize(name: str) -> str:
 
 _ENTRIES: dict[str, ModelEntry] = {}
 _KEYS: dict[str, str] = {}  # normalized name or alias -> display name
+_loaded = False
+
+
+def _ensure_loaded() -> None:
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        for module in FAMILY_MODULES:
+            importlib.import_module(f"{__package__}.{module}")
 
 
 def register_model(name: str, *, family: str, sizes: SizeRule = ANY_SIZE_FROM_8,
@@ -85,7 +98,7 @@ def register_model(name: str, *, family: str, sizes: SizeRule = ANY_SIZE_FROM_8,
     if family not in FAMILIES:
         raise ValueError(f"family {family!r} is not one of {FAMILIES}")
 
-    def decorate(builder: Callable[..., nn.Module]):
+    def decorate(builder: Callable[..., "nn.Module"]):
         entry = ModelEntry(name=name, family=family, builder=builder, sizes=sizes,
                            aliases=tuple(aliases), description=(builder.__doc__ or "").strip(),
                            params_note=params_note, default_kwargs=default_kwargs)
@@ -103,6 +116,7 @@ def register_model(name: str, *, family: str, sizes: SizeRule = ANY_SIZE_FROM_8,
 
 def list_models(pattern: str = "*") -> list[str]:
     """Display names matching a glob (case-insensitive), in registration order."""
+    _ensure_loaded()
     key = normalize(pattern)
     return [n for n in _ENTRIES if fnmatch.fnmatchcase(normalize(n), key)
             or any(fnmatch.fnmatchcase(normalize(a), key) for a in _ENTRIES[n].aliases)]
@@ -110,6 +124,7 @@ def list_models(pattern: str = "*") -> list[str]:
 
 def get_entry(name: str) -> ModelEntry:
     """The entry for one exact name or alias; raises UnknownModelError with close matches."""
+    _ensure_loaded()
     key = normalize(name)
     if key in _KEYS:
         return _ENTRIES[_KEYS[key]]
@@ -133,6 +148,6 @@ def resolve(patterns: Iterable[str]) -> list[str]:
     return out
 
 
-def create_model(name: str, *, num_classes: int = 100, image_size: int = 32, **kwargs) -> nn.Module:
+def create_model(name: str, *, num_classes: int = 100, image_size: int = 32, **kwargs) -> "nn.Module":
     """Build a registered model by name."""
     return get_entry(name).build(num_classes=num_classes, image_size=image_size, **kwargs)

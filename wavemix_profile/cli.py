@@ -1,4 +1,4 @@
-"""Command line: `wavemix-profile list | profile | compare | max-batch | report`.
+"""wavemix-profile: what an image-classification network costs to train and run.
 
 Bad input ends with one line on stderr naming what was wrong and what is accepted, exit code 2.
 """
@@ -9,9 +9,11 @@ import sys
 
 from . import __version__
 
+RAW = argparse.RawDescriptionHelpFormatter
+
 
 class UsageError(Exception):
-    """Bad input from the user: printed as one line, exit code 2."""
+    """Bad command-line input: printed as one line, exit code 2."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -19,26 +21,105 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
-EPILOG_LIST = "example:\n  wavemix-profile list --models 'WaveMix-*'"
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
+    return value
 
 
-def _cmd_list(args) -> int:
-    from .commands.listing import run_list
-    return run_list(args)
+def _image_size(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"image size {text!r} is not an integer number of pixels") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"image size {text!r} must be >= 1 pixel")
+    return value
+
+
+def _add_measure_options(p: argparse.ArgumentParser, *, single_size: bool) -> None:
+    if single_size:
+        p.add_argument("--image-size", type=_image_size, default=32, help="square input size in pixels (default 32)")
+    else:
+        p.add_argument("--image-sizes", type=_image_size, nargs="+", default=[32, 64],
+                       help="square input sizes in pixels (default: 32 64, as the paper)")
+    p.add_argument("--batch-size", type=_positive_int, default=64,
+                   help="batch for peak memory (and throughput on CUDA); default 64, as the paper")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when present, else cpu)")
+    p.add_argument("--amp", default="fp16", choices=("fp16", "bf16", "off"),
+                   help="autocast precision of the training step (default fp16 with GradScaler, as the paper)")
+    p.add_argument("--memory-budget", default=None, metavar="SIZE",
+                   help="max-batch budget, e.g. 16GiB (GiB, GB, MiB, MB); default: the whole GPU, or 16GiB predicted on CPU")
+    p.add_argument("--multiple-of", type=_positive_int, default=1, help="max batch must be a multiple of N")
+    p.add_argument("--channels-last", action="store_true", help="channels_last memory format")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model before timing")
+    p.add_argument("--num-classes", type=_positive_int, default=100, help="classifier outputs (default 100, CIFAR-100)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="wavemix-profile", description=__doc__.splitlines()[0],
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(prog="wavemix-profile", description=__doc__.splitlines()[0], formatter_class=RAW)
     parser.add_argument("--version", action="version", version=f"wavemix-profile {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
     p = sub.add_parser("list", help="the model registry with family, params and the paper's figures",
-                       epilog=EPILOG_LIST, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", nargs="+", default=["*"], metavar="NAME",
-                   help="registry names or globs (default: all)")
-    p.add_argument("--num-classes", type=int, default=100, help="classes for the parameter count (default 100, as Table 1)")
-    p.set_defaults(func=_cmd_list)
+                       epilog="example:\n  wavemix-profile list --models 'WaveMix-*'", formatter_class=RAW)
+    p.add_argument("--models", nargs="+", default=["*"], metavar="NAME", help="registry names or globs (default: all)")
+    p.add_argument("--num-classes", type=_positive_int, default=100, help="classes for the parameter count (default 100)")
+    p.set_defaults(func=lambda a: _run("listing", "run_list", a))
+
+    p = sub.add_parser("compare", help="measure models at several image sizes and render the comparison",
+                       epilog="examples:\n  wavemix-profile compare\n"
+                              "  wavemix-profile compare --models 'WaveMix-*' ResNet-18 --image-sizes 32 "
+                              "--memory-budget 16GiB --out reports/mine\n"
+                              "  wavemix-profile compare --models torchvision:resnet50 timm:convnext_atto --skip throughput",
+                       formatter_class=RAW)
+    p.add_argument("--models", nargs="+", default=None, metavar="NAME",
+                   help="registry names, globs ('WaveMix-*'), torchvision:NAME, timm:NAME or python:MODULE:FACTORY "
+                        "(default: the paper's zoo)")
+    _add_measure_options(p, single_size=False)
+    p.add_argument("--skip", nargs="+", default=[], metavar="WHAT",
+                   help="measurements to skip: params, flops, memory, max-batch, throughput")
+    p.add_argument("--throughput-batch-size", type=_positive_int, default=None,
+                   help="batch for images/s (default: --batch-size on CUDA, 8 on CPU)")
+    p.add_argument("--full", action="store_true", help="on CPU, time as many iterations as on CUDA (slow)")
+    p.add_argument("--out", default=None, metavar="DIR", help="output folder (default reports/<device-slug>/)")
+    p.add_argument("--resume", action="store_true", help="skip measurements already in DIR/results.jsonl")
+    p.set_defaults(func=lambda a: _run("compare", "run_compare", a))
+
+    p = sub.add_parser("max-batch", help="the largest batch that trains or infers within a memory budget",
+                       epilog="examples:\n  wavemix-profile max-batch WaveMix-256/7 --memory-budget 16GiB\n"
+                              "  wavemix-profile max-batch ResNet-50 --image-size 64 --mode train --multiple-of 8",
+                       formatter_class=RAW)
+    p.add_argument("model", help="registry name or torchvision:/timm:/python: spec")
+    p.add_argument("--mode", default="both", choices=("train", "infer", "both"))
+    _add_measure_options(p, single_size=True)
+    p.set_defaults(func=lambda a: _run("max_batch", "run_max_batch", a))
+
+    p = sub.add_parser("profile", help="one model in depth: per-module FLOPs and params, memory split",
+                       epilog="example:\n  wavemix-profile profile WaveMix-128/7 --image-size 64", formatter_class=RAW)
+    p.add_argument("model", help="registry name or torchvision:/timm:/python: spec")
+    _add_measure_options(p, single_size=True)
+    p.add_argument("--depth", type=_positive_int, default=2, help="module nesting depth shown (default 2)")
+    p.set_defaults(func=lambda a: _run("profile", "run_profile", a))
+
+    p = sub.add_parser("report", help="re-render tables, files and charts from stored results, without measuring",
+                       epilog="examples:\n  wavemix-profile report reports/cpu/results.jsonl\n"
+                              "  wavemix-profile report a100/results.jsonl v100/results.jsonl --out reports/merged",
+                       formatter_class=RAW)
+    p.add_argument("stores", nargs="+", metavar="RESULTS.jsonl")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="where to write report.md, results.csv and charts (default: the first store's folder)")
+    p.set_defaults(func=lambda a: _run("report", "run_report", a))
     return parser
+
+
+def _run(module: str, function: str, args) -> int:
+    import importlib
+    return getattr(importlib.import_module(f".commands.{module}", __package__), function)(args)
 
 
 def main(argv: list[str] | None = None) -> int:

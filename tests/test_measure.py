@@ -1,0 +1,94 @@
+"""The measuring core on the CPU: validation, the memory estimate, throughput, one in-process run."""
+import pytest
+import torch
+
+from factories import linear_probe, tiny_cnn
+from wavemix_profile.errors import BadInputError
+from wavemix_profile.measure import measure, parse_device, validate
+from wavemix_profile.memory import estimate_cpu_peaks
+from wavemix_profile.models import UnknownModelError, UnsupportedImageSizeError
+from wavemix_profile.results import Settings
+from wavemix_profile.throughput import TimingSettings, images_per_s, measure_throughput
+from wavemix_profile.training import StepConfig, TrainStep
+
+CPU = torch.device("cpu")
+
+
+def build_linear(size=8, classes=10):
+    return lambda: linear_probe(num_classes=classes, image_size=size)
+
+
+def test_inference_estimate_is_params_input_and_output_bytes():
+    # Linear(192 -> 10, no bias) in fp32: weight 1920*4 B, input 4*192*4 B, logits 4*10*4 B; flatten is a view.
+    est = estimate_cpu_peaks(build_linear(), StepConfig(device=CPU, amp="off", num_classes=10), batch=4, image_size=8)
+    assert est.params_bytes == 1920 * 4
+    assert est.infer_bytes == 1920 * 4 + 4 * 192 * 4 + 4 * 10 * 4
+
+
+def test_train_estimate_holds_weights_grads_adam_state_and_grows_with_batch():
+    config = StepConfig(device=CPU, amp="off", num_classes=10)
+    small = estimate_cpu_peaks(build_linear(), config, batch=4, image_size=8)
+    big = estimate_cpu_peaks(build_linear(), config, batch=8, image_size=8)
+    assert small.grads_bytes == 1920 * 4
+    assert small.optimizer_state_bytes == 2 * 1920 * 4 + 4   # exp_avg, exp_avg_sq, step (fp32 scalar)
+    floor = small.params_bytes + small.grads_bytes + small.optimizer_state_bytes + 4 * 192 * 4
+    assert small.train_bytes > floor
+    # four more images: at least their pixels (fp32) and labels (int64) more
+    assert big.train_bytes - small.train_bytes >= 4 * 192 * 4 + 4 * 8
+
+
+def test_amp_halves_activation_bytes_of_a_conv_net():
+    def build():
+        return torch.nn.Sequential(torch.nn.Conv2d(3, 64, 3, padding=1), torch.nn.Conv2d(64, 64, 3, padding=1),
+                                   torch.nn.Flatten(), torch.nn.Linear(64 * 16 * 16, 10))
+    off = estimate_cpu_peaks(build, StepConfig(device=CPU, amp="off", num_classes=10), batch=16, image_size=16)
+    half = estimate_cpu_peaks(build, StepConfig(device=CPU, amp="fp16", num_classes=10), batch=16, image_size=16)
+    assert half.infer_bytes < off.infer_bytes
+
+
+def test_throughput_reports_median_and_cv():
+    rate, cv = images_per_s([1.0, 2.0, 4.0], TimingSettings(batch_size=8, iterations=2, repeats=3))
+    assert rate == 8.0                        # 16 images in 2 s
+    assert cv == pytest.approx(0.5345225, rel=1e-6)   # rates 16, 8, 4: pstdev 4.989 / mean 9.333
+
+
+def test_throughput_on_cpu_times_bf16_when_fp16_is_asked():
+    step = TrainStep(tiny_cnn(num_classes=10, image_size=16), StepConfig(device=CPU, amp="fp16", num_classes=10))
+    result = measure_throughput(step, TimingSettings(batch_size=4, warmup=1, iterations=2, repeats=2), image_size=16)
+    assert result.precision == "bf16" and result.timer == "wall-clock"
+    assert result.train_images_per_s > 0 and result.infer_images_per_s > 0
+    assert result.threads == torch.get_num_threads()
+
+
+@pytest.mark.parametrize("settings, error, words", [
+    (Settings(model="ResNet-18", image_size=32, batch_size=0), BadInputError, "batch size"),
+    (Settings(model="ResNet-18", image_size=32, device="tpu"), BadInputError, "cpu, cuda, cuda:N"),
+    (Settings(model="ResNet-18", image_size=32, amp="fp8"), BadInputError, "fp16, bf16, off"),
+    (Settings(model="ResNet-19", image_size=32), UnknownModelError, "ResNet-18"),
+    (Settings(model="WaveMix-16/5", image_size=96), UnsupportedImageSizeError, "WaveMix-16/5"),
+    (Settings(model="torchvision:resnet5", image_size=32), BadInputError, "resnet50"),
+    (Settings(model="python:factories:nope", image_size=32), BadInputError, "python:factories:nope"),
+])
+def test_bad_requests_fail_before_running(settings, error, words):
+    with pytest.raises(error, match=words.replace("(", r"\(")):
+        validate(settings)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA message")
+def test_cuda_without_cuda_is_a_clear_error():
+    with pytest.raises(BadInputError, match="CUDA is not available"):
+        parse_device("cuda")
+
+
+def test_measure_in_process_fills_every_field_asked_for():
+    settings = Settings(model="python:factories:tiny_cnn", image_size=16, batch_size=4, num_classes=10,
+                        throughput_batch_size=2, warmup_steps=1, timed_iterations=1, repeats=2,
+                        skip=("max-batch",))
+    result = measure(settings)
+    assert result.ok and result.model_name == "tiny_cnn"
+    assert result.params_total == 3 * 8 * 9 + 8 + 16 + 8 * 10 + 10
+    assert result.flops.forward_macs_per_image == 16 * 16 * 8 * 27 + 8 * 10
+    assert result.memory.method == "cpu-estimate" and result.memory.batch_size == 4
+    assert result.throughput.batch_size == 2 and result.throughput.repeats == 2
+    assert result.max_batch_train is None
+    assert result.environment.device_name.startswith("CPU")

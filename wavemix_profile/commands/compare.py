@@ -1,0 +1,78 @@
+"""`wavemix-profile compare`: measure a set of models at several image sizes and render the comparison."""
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+from ..errors import BadInputError
+from ..models import resolve
+from ..results import MEASUREMENTS, Settings
+from ..sources import PREFIXES
+
+PAPER_ZOO = ["ResNet-18", "ResNet-34", "ResNet-50", "ResNet-101", "2D FNet-64/5", "2D FNet-128/5",
+             "2D MLP-Mixer-64/5", "2D MLP-Mixer-128/5", "ConvMixer-256/8", "ConvMixer-256/16",
+             "ViT-128/4x4", "Hybrid ViN-128/4x4", "CCT-128/4x4", "CvT-128/4x4", "WaveMix-16/5",
+             "WaveMix-32/5", "WaveMix-64/5", "WaveMix-128/7", "WaveMix-256/7"]
+# The CPU preset keeps `make demo` within minutes on two cores: a few short timed blocks on a small
+# batch, and memory and max batch predicted (CPU estimates) for the paper's 16 GB V100.
+CPU_PRESET = {"throughput_batch_size": 8, "warmup_steps": 1, "timed_iterations": 2, "repeats": 2}
+DEFAULT_BUDGET_CPU = 16 * 2**30
+
+
+def expand_models(patterns: list[str]) -> list[str]:
+    """Registry names and globs, plus torchvision:/timm:/python: specs passed through."""
+    out: list[str] = []
+    for pattern in patterns:
+        names = [pattern] if pattern.startswith(PREFIXES) else resolve([pattern])
+        out.extend(n for n in names if n not in out)
+    return out
+
+
+def parse_skip(text: list[str]) -> tuple[str, ...]:
+    items = [s.strip() for chunk in text for s in chunk.split(",") if s.strip()]
+    bad = [s for s in items if s not in MEASUREMENTS]
+    if bad:
+        raise BadInputError(f"unknown --skip value {bad[0]!r}; accepted: {', '.join(MEASUREMENTS)}")
+    return tuple(dict.fromkeys(items))
+
+
+def device_slug(name: str) -> str:
+    """'NVIDIA H100 80GB HBM3' -> 'nvidia-h100-80gb-hbm3'; for the default --out folder."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "device"
+
+
+def build_requests(args, device: str) -> list[Settings]:
+    from ..maxbatch import parse_bytes
+    budget = parse_bytes(args.memory_budget) if args.memory_budget else None
+    extra = dict(CPU_PRESET) if device == "cpu" and not args.full else {}
+    if device == "cpu" and budget is None:
+        budget = DEFAULT_BUDGET_CPU
+    if args.throughput_batch_size:
+        extra["throughput_batch_size"] = args.throughput_batch_size
+    skip = parse_skip(args.skip or [])
+    return [Settings(model=model, image_size=size, batch_size=args.batch_size, device=device,
+                     amp=args.amp, channels_last=args.channels_last, compile=args.compile,
+                     num_classes=args.num_classes, memory_budget_bytes=budget,
+                     multiple_of=args.multiple_of, skip=skip, **extra)
+            for size in args.image_sizes for model in expand_models(args.models or PAPER_ZOO)]
+
+
+def run_compare(args) -> int:
+    from ..environment import collect_environment
+    from ..measure import default_device, parse_device
+    from ..runner import run_all
+    from ..store import Store
+    from .progress import MeasureProgress
+    from .outputs import write_outputs
+
+    device = args.device or default_device()
+    parse_device(device)
+    requests = build_requests(args, device)
+    out = Path(args.out) if args.out else Path("reports") / device_slug(collect_environment(parse_device(device)).device_name)
+    store = Store(out / "results.jsonl")  # appended to, never rewritten: earlier runs stay
+    with MeasureProgress(requests) as progress:
+        run_all(requests, store, resume=args.resume, on_start=progress.start, on_stage=progress.stage,
+                on_done=progress.done)
+    write_outputs(store.read(), out, command="wavemix-profile " + " ".join(sys.argv[1:]))
+    return 0

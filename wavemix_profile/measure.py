@@ -1,0 +1,159 @@
+"""Measure one model at one image size: params, FLOPs, peak memory, max batch, throughput.
+
+This runs in the current process; `isolation.run_isolated` runs it in a fresh child process per
+model, which is what the CLI does. `validate` checks a request before anything runs or is stored.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import re
+import time
+from typing import Callable
+
+import torch
+
+from .environment import collect_environment
+from .errors import BadInputError
+from .results import MEASUREMENTS, FlopsResult, Result, Settings
+from .sources import ModelSource, resolve_source
+from .training import StepConfig, TrainStep, check_amp
+
+_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+
+
+def parse_device(text: str) -> torch.device:
+    """'cpu', 'cuda' or 'cuda:N'; CUDA must be present."""
+    if not _DEVICE.match(text or ""):
+        raise BadInputError(f"unknown device {text!r}; accepted: cpu, cuda, cuda:N")
+    device = torch.device(text)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise BadInputError(f"device {text!r} asked for, but CUDA is not available "
+                                f"(torch {torch.__version__}); use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise BadInputError(f"device {text!r} does not exist; this machine has "
+                                f"cuda:0..cuda:{torch.cuda.device_count() - 1}")
+    return device
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def validate(settings: Settings) -> ModelSource:
+    """Raise BadInputError (or the registry's errors) for a request that cannot run."""
+    if not isinstance(settings.batch_size, int) or settings.batch_size < 1:
+        raise BadInputError(f"batch size must be an integer >= 1, got {settings.batch_size!r}")
+    if settings.throughput_batch_size is not None and settings.throughput_batch_size < 1:
+        raise BadInputError(f"throughput batch size must be >= 1, got {settings.throughput_batch_size!r}")
+    if not isinstance(settings.image_size, int) or settings.image_size < 1:
+        raise BadInputError(f"image size must be a positive integer (pixels), got {settings.image_size!r}")
+    if settings.num_classes < 1:
+        raise BadInputError(f"num_classes must be >= 1, got {settings.num_classes!r}")
+    if settings.multiple_of < 1:
+        raise BadInputError(f"--multiple-of must be >= 1, got {settings.multiple_of!r}")
+    unknown = sorted(set(settings.skip) - set(MEASUREMENTS))
+    if unknown:
+        raise BadInputError(f"unknown measurement to skip {', '.join(unknown)}; accepted: {', '.join(MEASUREMENTS)}")
+    check_amp(settings.amp)
+    device = parse_device(settings.device)
+    if settings.memory_budget_bytes is not None:
+        if settings.memory_budget_bytes <= 0:
+            raise BadInputError("memory budget must be positive")
+        if device.type == "cuda":
+            total = torch.cuda.get_device_properties(device).total_memory
+            if settings.memory_budget_bytes > total:
+                raise BadInputError(f"memory budget {settings.memory_budget_bytes / 2**30:.1f} GiB is larger "
+                                    f"than {settings.device} ({total / 2**30:.1f} GiB)")
+    source = resolve_source(settings.model)
+    if source.family is not None:  # zoo models say which sizes they take before building
+        from .models import get_entry
+        get_entry(source.spec).sizes.validate(source.display_name, settings.image_size)
+    return source
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def measure(settings: Settings, *, on_stage: Callable[[str], None] | None = None) -> Result:
+    """Every measurement not in settings.skip, in this process. Exceptions propagate."""
+    source = validate(settings)
+    device = parse_device(settings.device)
+    began = time.perf_counter()
+    stage = on_stage or (lambda name: None)
+    config = StepConfig(device=device, amp=settings.amp, channels_last=settings.channels_last,
+                        compile=settings.compile, num_classes=settings.num_classes)
+
+    def build():
+        return source.build(num_classes=settings.num_classes, image_size=settings.image_size)
+
+    fields: dict = {}
+    stage("params")
+    model = build()
+    fields["params_total"] = sum(p.numel() for p in model.parameters())
+    fields["params_trainable"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+    if "flops" not in settings.skip:
+        stage("flops")
+        from .flops import count_flops
+        count = count_flops(model, torch.randn(2, 3, settings.image_size, settings.image_size))
+        fields["flops"] = FlopsResult(**{f: getattr(count, f) for f in FlopsResult.__dataclass_fields__})
+    del model
+
+    if "memory" not in settings.skip:
+        stage("memory")
+        fields["memory"] = _memory(build, config, settings)
+
+    if "max-batch" not in settings.skip:
+        from .probes import search_max_batch
+        for mode in ("train", "infer"):
+            stage(f"max-batch ({mode})")
+            fields[f"max_batch_{mode}"] = search_max_batch(build, config, settings, mode=mode)
+
+    if "throughput" not in settings.skip:
+        stage("throughput")
+        fields["throughput"] = _throughput(build, config, settings, fields.get("flops"))
+
+    return Result(settings=settings, model_name=source.display_name, family=source.family,
+                  environment=collect_environment(device), wall_s=time.perf_counter() - began,
+                  created_at=_now(), **fields)
+
+
+def error_result(settings: Settings, error: str, wall_s: float = 0.0) -> Result:
+    """A failed measurement, stored like any other so the run goes on and the table shows why."""
+    try:
+        source = resolve_source(settings.model)
+        name, family = source.display_name, source.family
+    except Exception:  # the spec itself is what failed
+        name, family = settings.model, None
+    return Result(settings=settings, model_name=name, family=family, environment=None,
+                  error=error, wall_s=wall_s, created_at=_now())
+
+
+def _memory(build, config: StepConfig, settings: Settings):
+    from .memory import cpu_memory_result, cuda_memory_result, release_cuda_memory
+    if config.device.type == "cuda":
+        step = TrainStep(build(), config)
+        try:
+            return cuda_memory_result(step, batch=settings.batch_size, image_size=settings.image_size,
+                                      warmup_steps=settings.warmup_steps)
+        finally:
+            del step
+            release_cuda_memory()
+    return cpu_memory_result(build, config, batch=settings.batch_size, image_size=settings.image_size)
+
+
+def _throughput(build, config: StepConfig, settings: Settings, flops: FlopsResult | None):
+    from .gpu_peaks import peak_flops_per_s
+    from .throughput import TimingSettings, measure_throughput
+    from .training import timed_precision
+    timing = TimingSettings(batch_size=settings.throughput_batch_size or settings.batch_size,
+                            warmup=settings.warmup_steps, iterations=settings.timed_iterations,
+                            repeats=settings.repeats)
+    peak = None
+    if config.device.type == "cuda":
+        peak = peak_flops_per_s(torch.cuda.get_device_name(config.device), timed_precision(config.amp, config.device))
+    per_image = (flops.train_step_flops_per_image, flops.forward_flops_per_image) if flops else None
+    return measure_throughput(TrainStep(build(), config), timing, image_size=settings.image_size,
+                              peak_flops_per_s=peak, flops_per_image=per_image)

@@ -1,0 +1,159 @@
+"""Peak memory of a training step and an inference pass.
+
+CUDA: measured. torch.cuda.max_memory_allocated / max_memory_reserved around the measured step
+(statistics reset just before it, after warm-up steps so Adam's state exists), and the device-level
+used memory from NVML, which is what nvidia-smi shows (it adds the CUDA context and the allocator's
+cache).
+
+CPU: an estimate. The same step runs under FakeTensorMode (shapes and dtypes, no data, so any
+batch size costs about the same to estimate) while a dispatch-mode tracker adds up the storage of
+every tensor alive at once. It counts what the operators' outputs hold; it cannot see CUDA-only
+costs (context, cuDNN/cuBLAS workspaces, allocator rounding and caching), so it is labelled an
+estimate and never presented as GPU memory.
+"""
+from __future__ import annotations
+
+import gc
+import weakref
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn as nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+from .results import MemoryResult
+from .training import StepConfig, TrainStep, optimizer_state_bytes, param_bytes
+
+
+class LiveStorageTracker(TorchDispatchMode):
+    """Adds up the bytes of tensor storage created inside it and still alive; keeps the peak.
+
+    `existing` tensors (weights, inputs, optimizer state) are counted by the caller; views of them
+    made inside must not look like new storage, so their storages are known from the start.
+    """
+
+    def __init__(self, existing=()):
+        super().__init__()
+        self._existing = {t.untyped_storage()._cdata for t in existing}
+        self._live: dict[int, int] = {}
+        self.current_bytes = 0
+        self.peak_bytes = 0
+
+    def _release(self, key: int) -> None:
+        self.current_bytes -= self._live.pop(key, 0)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in tree_flatten(out)[0]:
+            if isinstance(t, torch.Tensor):
+                storage = t.untyped_storage()
+                key = storage._cdata
+                if key not in self._live and key not in self._existing:  # views add nothing
+                    self._live[key] = storage.nbytes()
+                    self.current_bytes += storage.nbytes()
+                    weakref.finalize(storage, self._release, key)
+        self.peak_bytes = max(self.peak_bytes, self.current_bytes)
+        return out
+
+
+@dataclass(frozen=True)
+class PeakEstimate:
+    train_bytes: int
+    infer_bytes: int
+    params_bytes: int
+    grads_bytes: int
+    optimizer_state_bytes: int
+
+
+def _tensor_bytes(tensors) -> int:
+    return sum(t.untyped_storage().nbytes() for t in tensors)
+
+
+def _state_tensors(step: TrainStep) -> list[torch.Tensor]:
+    model, opt = step.model, step.optimizer
+    return [*model.parameters(), *model.buffers(),
+            *(v for state in opt.state.values() for v in state.values() if isinstance(v, torch.Tensor))]
+
+
+def estimate_cpu_peaks(build: Callable[[], nn.Module], config: StepConfig, *, batch: int,
+                       image_size: int, modes: tuple[str, ...] = ("train", "infer")) -> PeakEstimate:
+    """Estimated peak bytes of one training step (after one warm-up step) and of inference."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode(allow_non_fake_inputs=True):
+        step = TrainStep(build(), config)
+        params = param_bytes(step.model)
+        grads = sum(p.numel() * p.element_size() for p in step.model.parameters() if p.requires_grad)
+        x, y = step.batch(batch, image_size)
+        train_peak = opt_bytes = 0
+        if "train" in modes:
+            step.train(x, y)  # warm-up: Adam's state now exists, as on a real run's later steps
+            opt_bytes = optimizer_state_bytes(step.optimizer)
+            tracker = LiveStorageTracker(existing=[*_state_tensors(step), x, y])
+            with tracker:
+                step.train(x, y)
+            train_peak = params + opt_bytes + _tensor_bytes((x, y)) + tracker.peak_bytes
+        infer_peak = 0
+        if "infer" in modes:
+            tracker = LiveStorageTracker(existing=[*_state_tensors(step), x])
+            with tracker:
+                step.infer(x)
+            infer_peak = params + _tensor_bytes((x,)) + tracker.peak_bytes
+    return PeakEstimate(train_peak, infer_peak, params, grads, opt_bytes)
+
+
+def cpu_memory_result(build, config: StepConfig, *, batch: int, image_size: int) -> MemoryResult:
+    est = estimate_cpu_peaks(build, config, batch=batch, image_size=image_size)
+    return MemoryResult(
+        method="cpu-estimate", batch_size=batch, peak_train_bytes=est.train_bytes,
+        peak_infer_bytes=est.infer_bytes, params_bytes=est.params_bytes, grads_bytes=est.grads_bytes,
+        optimizer_state_bytes=est.optimizer_state_bytes,
+        activations_train_bytes=max(0, est.train_bytes - est.params_bytes - est.grads_bytes
+                                    - est.optimizer_state_bytes))
+
+
+def release_cuda_memory() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def nvml_used_bytes(device: torch.device) -> int | None:
+    """Device-level used memory, as nvidia-smi reports it; None without NVML."""
+    try:
+        import pynvml
+        pynvml.nvmlInit()
+        handle = pynvml.nvmlDeviceGetHandleByIndex(device.index or 0)
+        return int(pynvml.nvmlDeviceGetMemoryInfo(handle).used)
+    except Exception:  # no driver, no library, or a virtualised device without NVML
+        return None
+
+
+def cuda_memory_result(step: TrainStep, *, batch: int, image_size: int, warmup_steps: int) -> MemoryResult:
+    """Measured peaks on CUDA for one training step after warm-up, and for one inference pass."""
+    device = step.config.device
+    x, y = step.batch(batch, image_size)
+    for _ in range(max(1, warmup_steps)):
+        step.train(x, y)
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    step.train(x, y)
+    torch.cuda.synchronize(device)
+    train_alloc = torch.cuda.max_memory_allocated(device)
+    train_reserved = torch.cuda.max_memory_reserved(device)
+    train_nvml = nvml_used_bytes(device)
+    params, opt = param_bytes(step.model), optimizer_state_bytes(step.optimizer)
+    grads = sum(p.numel() * p.element_size() for p in step.model.parameters() if p.requires_grad)
+    release_cuda_memory()
+    torch.cuda.reset_peak_memory_stats(device)
+    step.infer(x)
+    torch.cuda.synchronize(device)
+    return MemoryResult(
+        method="cuda-allocator", batch_size=batch, peak_train_bytes=train_alloc,
+        peak_infer_bytes=torch.cuda.max_memory_allocated(device),
+        reserved_train_bytes=train_reserved, reserved_infer_bytes=torch.cuda.max_memory_reserved(device),
+        nvml_train_bytes=train_nvml, nvml_infer_bytes=nvml_used_bytes(device),
+        params_bytes=params, grads_bytes=grads, optimizer_state_bytes=opt,
+        activations_train_bytes=max(0, train_alloc - params - grads - opt))

@@ -1,0 +1,199 @@
+"""Result objects: frozen, JSON round-trippable, units in every field name, schema-versioned.
+
+The measuring code returns these, the store persists them, renderers read them. This module never
+imports torch, so renderers can use it on a machine without one.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+SCHEMA_VERSION = 1
+MEASUREMENTS = ("params", "flops", "memory", "max-batch", "throughput")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What was asked for: the store key is built from these fields alone."""
+
+    model: str                  # registry name, "torchvision:NAME", "timm:NAME" or "python:MODULE:FACTORY"
+    image_size: int             # square input, pixels
+    batch_size: int = 64        # images per step for memory (and throughput unless set below)
+    device: str = "cpu"         # "cpu", "cuda" or "cuda:N"
+    amp: str = "fp16"           # autocast precision of the training step: "fp16", "bf16" or "off"
+    channels_last: bool = False
+    compile: bool = False
+    num_classes: int = 100
+    throughput_batch_size: Optional[int] = None   # None: batch_size
+    warmup_steps: int = 2
+    timed_iterations: int = 10
+    repeats: int = 3
+    memory_budget_bytes: Optional[int] = None     # max-batch budget; None: the whole device
+    multiple_of: int = 1
+    skip: tuple[str, ...] = ()  # subset of MEASUREMENTS
+
+    def key(self) -> str:
+        """Stable identity of a measurement for the store and --resume."""
+        return json.dumps(to_dict(self), sort_keys=True)
+
+
+@dataclass(frozen=True)
+class Environment:
+    """Where a result came from."""
+
+    device_name: str
+    device_memory_bytes: Optional[int]
+    driver_version: Optional[str]
+    cuda_version: Optional[str]
+    torch_version: str
+    torchvision_version: Optional[str]
+    python_version: str
+    platform: str
+    cpu_threads: int
+    cudnn_benchmark: Optional[bool]
+    tf32_matmul: Optional[bool]
+
+
+@dataclass(frozen=True)
+class FlopsResult:
+    """Per-image operation counts. One MAC (multiply-add) = 2 FLOPs."""
+
+    forward_macs_per_image: int
+    forward_flops_per_image: int
+    train_step_flops_per_image: int
+    uncounted_ops: tuple[str, ...]
+    fvcore_macs_per_image: Optional[int]
+    fvcore_unsupported_ops: tuple[str, ...]
+    convention: str
+
+
+@dataclass(frozen=True)
+class MemoryResult:
+    """Peak memory of one training step (after warm-up, optimizer state allocated) and of inference.
+
+    `method` is "cuda-allocator" (measured: torch.cuda.max_memory_allocated) or "cpu-estimate"
+    (live tensor storage tracked during the same step on the CPU: an estimate, not GPU memory).
+    """
+
+    method: str
+    batch_size: int
+    peak_train_bytes: int
+    peak_infer_bytes: int
+    reserved_train_bytes: Optional[int] = None   # CUDA caching allocator, max_memory_reserved
+    reserved_infer_bytes: Optional[int] = None
+    nvml_train_bytes: Optional[int] = None       # device-level used memory (what nvidia-smi shows)
+    nvml_infer_bytes: Optional[int] = None
+    params_bytes: Optional[int] = None
+    grads_bytes: Optional[int] = None
+    optimizer_state_bytes: Optional[int] = None
+    activations_train_bytes: Optional[int] = None  # peak minus params, grads and optimizer state
+
+    @property
+    def is_estimate(self) -> bool:
+        return self.method != "cuda-allocator"
+
+
+@dataclass(frozen=True)
+class ThroughputResult:
+    """Images per second: median over repeats of timed iterations after warm-up."""
+
+    batch_size: int
+    timer: str                  # "cuda-events" or "wall-clock"
+    threads: int
+    iterations: int
+    repeats: int
+    train_images_per_s: Optional[float]
+    infer_images_per_s: Optional[float]
+    train_cv: Optional[float]   # coefficient of variation of images/s across repeats
+    infer_cv: Optional[float]
+    train_mfu: Optional[float] = None   # achieved FLOP/s / device peak for the precision used
+    infer_mfu: Optional[float] = None
+    precision: str = ""         # autocast dtype actually timed ("fp16", "bf16", "fp32")
+
+
+@dataclass(frozen=True)
+class ProbeRecord:
+    batch: int
+    fits: bool
+    peak_bytes: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class MaxBatchResult:
+    """The largest batch that fits a memory budget, for training or inference."""
+
+    mode: str                   # "train" or "infer"
+    max_batch: int
+    budget_bytes: int
+    predicted: bool             # True: predicted from CPU estimates, not found on a GPU
+    method: str
+    probes: tuple[ProbeRecord, ...]
+    search_s: float
+    capped: bool = False
+    predicted_peak_bytes: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class Result:
+    """One model at one image size under one set of settings."""
+
+    settings: Settings
+    model_name: str                      # display name
+    family: Optional[str]
+    environment: Optional[Environment]
+    params_total: Optional[int] = None
+    params_trainable: Optional[int] = None
+    flops: Optional[FlopsResult] = None
+    memory: Optional[MemoryResult] = None
+    throughput: Optional[ThroughputResult] = None
+    max_batch_train: Optional[MaxBatchResult] = None
+    max_batch_infer: Optional[MaxBatchResult] = None
+    error: Optional[str] = None          # why the measurement failed, one line
+    wall_s: float = 0.0
+    created_at: str = ""
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def to_dict(obj: Any) -> Any:
+    """Dataclasses to plain JSON-ready values (tuples become lists)."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    return obj
+
+
+def _from(tp: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    origin = typing.get_origin(tp)
+    if origin is typing.Union:
+        inner = [a for a in typing.get_args(tp) if a is not type(None)]
+        return _from(inner[0], value)
+    if origin is tuple:
+        (item, *_rest) = typing.get_args(tp)
+        return tuple(_from(item, v) for v in value)
+    if dataclasses.is_dataclass(tp):
+        hints = typing.get_type_hints(tp)
+        known = {f.name for f in dataclasses.fields(tp)}
+        return tp(**{k: _from(hints[k], v) for k, v in value.items() if k in known})
+    return value
+
+
+def result_from_dict(data: dict) -> Result:
+    """Inverse of to_dict for a Result; raises ValueError on a newer schema."""
+    version = data.get("schema_version", 0)
+    if version > SCHEMA_VERSION:
+        raise ValueError(f"result schema {version} is newer than this wavemix-profile ({SCHEMA_VERSION}); upgrade")
+    return _from(Result, data)
+
+
+def result_to_json(result: Result) -> str:
+    return json.dumps(to_dict(result), sort_keys=True, separators=(",", ":"))
