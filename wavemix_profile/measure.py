@@ -19,6 +19,7 @@ from .sources import ModelSource, resolve_source
 from .training import StepConfig, TrainStep, check_amp
 
 _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+PROBE_PREFIX = "probe:"  # stage names that report one max-batch probe: "probe:MODE BATCH FITS PEAK_BYTES"
 
 
 def parse_device(text: str) -> torch.device:
@@ -50,6 +51,9 @@ def validate(settings: Settings) -> ModelSource:
         raise BadInputError(f"image size must be a positive integer (pixels), got {settings.image_size!r}")
     if settings.num_classes < 1:
         raise BadInputError(f"num_classes must be >= 1, got {settings.num_classes!r}")
+    bad_modes = sorted(set(settings.max_batch_modes) - {"train", "infer"})
+    if bad_modes:
+        raise BadInputError(f"unknown max-batch mode {bad_modes[0]!r}; accepted: train, infer, both")
     if settings.multiple_of < 1:
         raise BadInputError(f"--multiple-of must be >= 1, got {settings.multiple_of!r}")
     unknown = sorted(set(settings.skip) - set(MEASUREMENTS))
@@ -109,7 +113,10 @@ def measure(settings: Settings, *, on_stage: Callable[[str], None] | None = None
         from .probes import search_max_batch
         for mode in ("train", "infer"):
             stage(f"max-batch ({mode})")
-            fields[f"max_batch_{mode}"] = search_max_batch(build, config, settings, mode=mode)
+            if mode in settings.max_batch_modes:
+                fields[f"max_batch_{mode}"] = search_max_batch(
+                    build, config, settings, mode=mode,
+                    on_probe=lambda p, m=mode: stage(f"{PROBE_PREFIX}{m} {p.batch} {int(p.fits)} {p.peak_bytes or 0}"))
 
     if "throughput" not in settings.skip:
         stage("throughput")

@@ -77,31 +77,51 @@ def _state_tensors(step: TrainStep) -> list[torch.Tensor]:
             *(v for state in opt.state.values() for v in state.values() if isinstance(v, torch.Tensor))]
 
 
-def estimate_cpu_peaks(build: Callable[[], nn.Module], config: StepConfig, *, batch: int,
-                       image_size: int, modes: tuple[str, ...] = ("train", "infer")) -> PeakEstimate:
-    """Estimated peak bytes of one training step (after one warm-up step) and of inference."""
-    from torch._subclasses.fake_tensor import FakeTensorMode
+class CpuEstimator:
+    """Estimates peak bytes for any batch size from one fake model, built once.
 
-    with FakeTensorMode(allow_non_fake_inputs=True):
-        step = TrainStep(build(), config)
-        params = param_bytes(step.model)
-        grads = sum(p.numel() * p.element_size() for p in step.model.parameters() if p.requires_grad)
-        x, y = step.batch(batch, image_size)
-        train_peak = opt_bytes = 0
-        if "train" in modes:
-            step.train(x, y)  # warm-up: Adam's state now exists, as on a real run's later steps
-            opt_bytes = optimizer_state_bytes(step.optimizer)
-            tracker = LiveStorageTracker(existing=[*_state_tensors(step), x, y])
+    The model and Adam live as fake tensors; one warm-up step creates the optimizer state, as on a
+    real run's later steps. Each estimate then tracks one training step or one inference pass.
+    """
+
+    def __init__(self, build: Callable[[], nn.Module], config: StepConfig):
+        from torch._subclasses.fake_tensor import FakeTensorMode
+        self._mode = FakeTensorMode(allow_non_fake_inputs=True)
+        with self._mode:
+            self.step = TrainStep(build(), config)
+        self.params_bytes = param_bytes(self.step.model)
+        self.grads_bytes = sum(p.numel() * p.element_size() for p in self.step.model.parameters() if p.requires_grad)
+        self._warm = False
+
+    @property
+    def optimizer_state_bytes(self) -> int:
+        return optimizer_state_bytes(self.step.optimizer)
+
+    def peak(self, mode: str, *, batch: int, image_size: int) -> int:
+        """Estimated peak bytes of one training step ("train") or inference pass ("infer")."""
+        with self._mode:
+            x, y = self.step.batch(batch, image_size)
+            if mode == "train":
+                if not self._warm:
+                    self.step.train(x, y)
+                    self._warm = True
+                tracker = LiveStorageTracker(existing=[*_state_tensors(self.step), x, y])
+                with tracker:
+                    self.step.train(x, y)
+                return self.params_bytes + self.optimizer_state_bytes + _tensor_bytes((x, y)) + tracker.peak_bytes
+            tracker = LiveStorageTracker(existing=[*_state_tensors(self.step), x])
             with tracker:
-                step.train(x, y)
-            train_peak = params + opt_bytes + _tensor_bytes((x, y)) + tracker.peak_bytes
-        infer_peak = 0
-        if "infer" in modes:
-            tracker = LiveStorageTracker(existing=[*_state_tensors(step), x])
-            with tracker:
-                step.infer(x)
-            infer_peak = params + _tensor_bytes((x,)) + tracker.peak_bytes
-    return PeakEstimate(train_peak, infer_peak, params, grads, opt_bytes)
+                self.step.infer(x)
+            return self.params_bytes + _tensor_bytes((x,)) + tracker.peak_bytes
+
+
+def estimate_cpu_peaks(build: Callable[[], nn.Module], config: StepConfig, *, batch: int,
+                       image_size: int) -> PeakEstimate:
+    """Estimated peak bytes of one training step (after one warm-up step) and of inference."""
+    est = CpuEstimator(build, config)
+    train = est.peak("train", batch=batch, image_size=image_size)
+    infer = est.peak("infer", batch=batch, image_size=image_size)
+    return PeakEstimate(train, infer, est.params_bytes, est.grads_bytes, est.optimizer_state_bytes)
 
 
 def cpu_memory_result(build, config: StepConfig, *, batch: int, image_size: int) -> MemoryResult:

@@ -33,6 +33,7 @@ class Settings:
     repeats: int = 3
     memory_budget_bytes: Optional[int] = None     # max-batch budget; None: the whole device
     multiple_of: int = 1
+    max_batch_modes: tuple[str, ...] = ("train", "infer")
     skip: tuple[str, ...] = ()  # subset of MEASUREMENTS
 
     def key(self) -> str:

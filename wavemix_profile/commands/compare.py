@@ -43,8 +43,8 @@ def device_slug(name: str) -> str:
 
 
 def build_requests(args, device: str) -> list[Settings]:
-    from ..maxbatch import parse_bytes
-    budget = parse_bytes(args.memory_budget) if args.memory_budget else None
+    from .max_batch import parse_budget
+    budget = parse_budget(args.memory_budget)
     extra = dict(CPU_PRESET) if device == "cpu" and not args.full else {}
     if device == "cpu" and budget is None:
         budget = DEFAULT_BUDGET_CPU
@@ -74,5 +74,6 @@ def run_compare(args) -> int:
     with MeasureProgress(requests) as progress:
         run_all(requests, store, resume=args.resume, on_start=progress.start, on_stage=progress.stage,
                 on_done=progress.done)
-    write_outputs(store.read(), out, command="wavemix-profile " + " ".join(sys.argv[1:]))
+    written = write_outputs(store.read(), out, command="wavemix-profile " + " ".join(sys.argv[1:]))
+    print(f"wrote {', '.join(str(p) for p in written)}")
     return 0

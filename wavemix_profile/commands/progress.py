@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from ..measure import PROBE_PREFIX
 from ..results import MEASUREMENTS, Result, Settings
 
 # Stages a measurement reports (worker's @@stage lines), in order; max-batch reports two.
@@ -38,9 +39,12 @@ class MeasureProgress:
         self._progress.update(self._task, description=f"{settings.model} @ {settings.image_size} px")
 
     def stage(self, settings: Settings, name: str) -> None:
-        self._progress.update(self._task, description=f"{settings.model} @ {settings.image_size} px: {name}")
-        if name != "params":  # a stage line marks the end of the one before it
+        if name.startswith(PROBE_PREFIX):
+            mode, batch, fits, _ = name[len(PROBE_PREFIX):].split()
+            name = f"max-batch ({mode}) probe {batch}: {'fits' if fits == '1' else 'out of memory'}"
+        elif name != "params":  # a stage line marks the end of the one before it
             self._advance(settings)
+        self._progress.update(self._task, description=f"{settings.model} @ {settings.image_size} px: {name}")
 
     def done(self, settings: Settings, result: Result | None) -> None:
         self._advance(settings, self._remaining.get(settings.key(), 0))

@@ -1,8 +1,17 @@
 """Rich terminal tables. Takes plain rows and result objects only; never imports torch."""
 from __future__ import annotations
 
+from typing import Sequence
+
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
+
+from ..results import Result
+from .columns import MISSING, Grid, best_legend, comparison_grids
+
+BEST_STYLE = "bold green"
+ERROR_STYLE = "red"
 
 
 def print_registry(rows: list[dict], *, num_classes: int, console: Console | None = None) -> None:
@@ -22,3 +31,32 @@ def print_registry(rows: list[dict], *, num_classes: int, console: Console | Non
                       "" if p_params is None else f"{ours_m / p_params:.2f}",
                       "" if p_gpu is None else f"{p_gpu:g}")
     (console or Console()).print(table)
+
+
+def comparison_table(grid: Grid) -> Table:
+    """One rich Table for one image size: best values bold green, error rows red, labels explained."""
+    legend = [f"[{BEST_STYLE}]{BEST_STYLE}[/]: {best_legend(grid.columns)}"]
+    legend += [f"{label.mark.strip()}: {label.legend}" for label in grid.labels]
+    table = Table(title=Text(grid.title), caption="\n".join(legend), caption_justify="left")
+    table.add_column("model", no_wrap=True)
+    table.add_column("family")
+    if grid.show_device:
+        table.add_column("device")
+    for header in grid.short_headers:
+        table.add_column(header, justify="right")
+    for row in grid.rows:
+        lead = [Text(t) for t in (row.model, row.family) + ((row.device,) if grid.show_device else ())]
+        if row.error is not None:
+            cells = [Text(f"error: {row.error}", style=ERROR_STYLE, justify="left")] + [""] * (len(grid.headers) - 1)
+            table.add_row(*lead, *cells, style=ERROR_STYLE)
+            continue
+        table.add_row(*lead, *(Text(c.text, style=BEST_STYLE if c.best else ("dim" if c.text == MISSING else ""))
+                               for c in row.cells))
+    return table
+
+
+def print_comparison(results: Sequence[Result], console: Console | None = None) -> None:
+    """The comparison: one table per image size, columns as in the Markdown report."""
+    console = console or Console()
+    for grid in comparison_grids(list(results)):
+        console.print(comparison_table(grid))

@@ -1,0 +1,64 @@
+"""`wavemix-profile max-batch MODEL`: the largest batch that trains or infers within a budget."""
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import BadInputError
+from ..results import Result, Settings
+
+
+def parse_budget(text: str | None) -> int | None:
+    """A budget string to bytes; the parser's ValueError becomes the user's one-line error."""
+    if text is None:
+        return None
+    from ..maxbatch import parse_bytes
+    try:
+        return parse_bytes(text)
+    except ValueError as exc:
+        raise BadInputError(str(exc)) from None
+
+
+def run_max_batch(args) -> int:
+    from ..isolation import run_isolated
+    from ..measure import PROBE_PREFIX, default_device, validate
+
+    modes = ("train", "infer") if args.mode == "both" else (args.mode,)
+    settings = Settings(model=args.model, image_size=args.image_size, batch_size=args.batch_size,
+                        device=args.device or default_device(), amp=args.amp,
+                        channels_last=args.channels_last, compile=args.compile, num_classes=args.num_classes,
+                        memory_budget_bytes=parse_budget(args.memory_budget), multiple_of=args.multiple_of,
+                        max_batch_modes=modes, skip=("flops", "memory", "throughput"))
+    validate(settings)
+    console = Console()
+
+    def show(stage: str) -> None:
+        if stage.startswith(PROBE_PREFIX):
+            mode, batch, fits, peak = stage[len(PROBE_PREFIX):].split()
+            used = f", peak {int(peak) / 2**30:.2f} GiB" if int(peak) else ""
+            verdict = "[green]fits" if fits == "1" else "[red]does not fit"
+            console.print(f"  {mode:5s} batch {int(batch):>7,}: {verdict}[/]{used}")
+
+    console.print(f"[bold]{settings.model}[/] @ {settings.image_size} px on {settings.device}: probing")
+    result = run_isolated(settings, on_stage=show)
+    if result.error:
+        raise SystemExit(f"error: {result.error}")
+    console.print(max_batch_table(result))
+    return 0
+
+
+def max_batch_table(result: Result) -> Table:
+    found = [r for r in (result.max_batch_train, result.max_batch_infer) if r is not None]
+    budget = found[0].budget_bytes / 2**30
+    predicted = any(r.predicted for r in found)
+    title = (f"{result.model_name} @ {result.settings.image_size} px, {budget:.1f} GiB budget"
+             + (" (predicted from CPU memory estimates)" if predicted else ""))
+    table = Table(title=title)
+    for header in ("mode", "max batch", "probes", "peak at answer (GiB)", "search (s)", "method"):
+        table.add_column(header, justify="left" if header in ("mode", "method") else "right")
+    for r in found:
+        peak = next((p.peak_bytes for p in r.probes if p.batch == r.max_batch and p.peak_bytes), None)
+        label = f"{r.max_batch:,}" + (" (pred.)" if r.predicted else "") + (" (cap)" if r.capped else "")
+        table.add_row(r.mode, label, str(len(r.probes)), "" if peak is None else f"{peak / 2**30:.2f}",
+                      f"{r.search_s:.1f}", r.method)
+    return table

@@ -1,0 +1,138 @@
+"""Probes for the max-batch search: real CUDA runs, or CPU estimates that predict a GPU.
+
+CUDA: a probe runs two full training steps at the batch (so Adam's state is allocated) or one
+inference pass, from a clean state (gc and empty_cache; the exception released before recovery).
+Only CUDA out-of-memory counts as "does not fit"; any other error stops the search and is reported.
+A budget below the device's size is emulated with torch.cuda.set_per_process_memory_fraction, with
+the CUDA context that a real card of that size would also hold subtracted first.
+
+CPU: each probe is the CPU memory estimate (memory.CpuEstimator) of the same step compared with the
+budget less an allowance for the CUDA context: a prediction, labelled so.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import torch
+import torch.nn as nn
+
+from .maxbatch import ProbeOutcome, find_max_batch
+from .memory import CpuEstimator, release_cuda_memory
+from .results import MaxBatchResult, ProbeRecord, Settings
+from .training import StepConfig, TrainStep
+
+# What a CUDA context and the cuDNN/cuBLAS workspaces typically take on a recent driver and torch
+# (300-600 MiB); a real card cannot give it to tensors, so predictions keep it aside.
+CUDA_CONTEXT_ALLOWANCE_BYTES = 512 * 2**20
+DEFAULT_PREDICTION_BUDGET_BYTES = 16 * 2**30
+_OOM_WORDS = ("out of memory", "CUDNN_STATUS_ALLOC_FAILED", "CUBLAS_STATUS_ALLOC_FAILED")
+
+
+def is_cuda_oom(exc: BaseException) -> bool:
+    """CUDA out-of-memory, including the allocation failures cuDNN and cuBLAS report as their own."""
+    if isinstance(exc, torch.OutOfMemoryError):
+        return True
+    return isinstance(exc, RuntimeError) and any(w in str(exc) for w in _OOM_WORDS)
+
+
+def search_max_batch(build: Callable[[], nn.Module], config: StepConfig, settings: Settings, *,
+                     mode: str, on_probe: Callable[[ProbeOutcome], None] | None = None) -> MaxBatchResult:
+    """The largest batch for `mode` ("train" or "infer") within settings.memory_budget_bytes;
+    `on_probe` hears each probe's outcome as it lands (for a live display)."""
+    search = _cuda_search if config.device.type == "cuda" else _predicted_search
+    return search(build, config, settings, mode, on_probe or (lambda outcome: None))
+
+
+def _result(mode, search, budget, *, predicted, began, method_prefix) -> MaxBatchResult:
+    probes = tuple(ProbeRecord(p.batch, p.fits, p.peak_bytes) for p in search.probes)
+    at_answer = next((p.peak_bytes for p in probes if p.batch == search.max_batch), None)
+    return MaxBatchResult(mode=mode, max_batch=search.max_batch, budget_bytes=budget, predicted=predicted,
+                          method=f"{method_prefix}, {search.method}", probes=probes,
+                          search_s=time.perf_counter() - began, capped=search.capped,
+                          predicted_peak_bytes=at_answer if predicted else None)
+
+
+def _predicted_search(build, config: StepConfig, settings: Settings, mode: str, on_probe) -> MaxBatchResult:
+    began = time.perf_counter()
+    budget = settings.memory_budget_bytes or DEFAULT_PREDICTION_BUDGET_BYTES
+    usable = budget - CUDA_CONTEXT_ALLOWANCE_BYTES
+    estimator = CpuEstimator(build, config)
+
+    def fits(batch: int) -> ProbeOutcome:
+        peak = estimator.peak(mode, batch=batch, image_size=settings.image_size)
+        outcome = ProbeOutcome(batch=batch, fits=peak <= usable, peak_bytes=peak)
+        on_probe(outcome)
+        return outcome
+
+    search = find_max_batch(fits, budget_bytes=usable, multiple_of=settings.multiple_of,
+                            start=settings.multiple_of)
+    return _result(mode, search, budget, predicted=True, began=began, method_prefix="cpu-estimate")
+
+
+def _cuda_search(build, config: StepConfig, settings: Settings, mode: str, on_probe) -> MaxBatchResult:
+    began = time.perf_counter()
+    device = config.device
+    total = torch.cuda.get_device_properties(device).total_memory
+    budget = settings.memory_budget_bytes or total
+    usable = emulate_budget(device, budget) if settings.memory_budget_bytes else None
+    step = TrainStep(build(), config)
+    try:
+        def fits(batch: int) -> ProbeOutcome:
+            outcome = cuda_probe(step, mode, batch=batch, image_size=settings.image_size)
+            on_probe(outcome)
+            return outcome
+
+        search = find_max_batch(fits, budget_bytes=usable, multiple_of=settings.multiple_of,
+                                start=settings.multiple_of)
+    finally:
+        del step
+        release_cuda_memory()
+        torch.cuda.set_per_process_memory_fraction(1.0, device)
+    return _result(mode, search, budget, predicted=False, began=began,
+                   method_prefix="cuda" + (" emulated budget" if usable else ""))
+
+
+def emulate_budget(device: torch.device, budget: int) -> int:
+    """Cap this process's allocator so tensors get what a `budget`-byte card would leave them.
+
+    The CUDA context (measured now: used memory not held by the allocator) would live on that card
+    too, so it is subtracted. Returns the bytes left to the allocator."""
+    torch.cuda.init()
+    free, total = torch.cuda.mem_get_info(device)
+    context = max(0, (total - free) - torch.cuda.memory_reserved(device))
+    usable = budget - context
+    if usable <= 0:
+        raise ValueError(f"memory budget {budget / 2**30:.2f} GiB is smaller than the CUDA context "
+                         f"({context / 2**30:.2f} GiB)")
+    torch.cuda.set_per_process_memory_fraction(min(1.0, usable / total), device)
+    return usable
+
+
+def cuda_probe(step: TrainStep, mode: str, *, batch: int, image_size: int) -> ProbeOutcome:
+    """Does `batch` fit? Two training steps or one inference pass from a clean allocator."""
+    device = step.config.device
+    release_cuda_memory()
+    torch.cuda.reset_peak_memory_stats(device)
+    oom = False
+    try:
+        x, y = step.batch(batch, image_size)
+        if mode == "train":
+            step.train(x, y)
+            step.train(x, y)
+        else:
+            step.infer(x)
+        torch.cuda.synchronize(device)
+        peak = torch.cuda.max_memory_allocated(device)
+        del x, y
+    except (torch.OutOfMemoryError, RuntimeError) as exc:
+        if not is_cuda_oom(exc):
+            raise
+        oom = True  # recover below, after the except block has released the exception and its frames
+    if oom:
+        step.optimizer.zero_grad(set_to_none=True)
+        step.scaler = torch.amp.GradScaler(device.type, enabled=step.scaler.is_enabled())
+        release_cuda_memory()
+        return ProbeOutcome(batch=batch, fits=False, peak_bytes=None)
+    release_cuda_memory()
+    return ProbeOutcome(batch=batch, fits=True, peak_bytes=peak)

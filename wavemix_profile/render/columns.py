@@ -1,0 +1,220 @@
+"""The comparison table's columns, shared by the terminal and Markdown renderers.
+
+Each :class:`Column` reads one value off a :class:`Result`, says its unit in the header, which
+direction is best, and how an estimated or predicted value is labelled. :func:`comparison_grids`
+turns results into one :class:`Grid` per image size with the text of every cell, the best cells
+marked and error rows kept, so each renderer only adds its own markup. Never imports torch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Iterable, Optional, Sequence
+
+from ..models import FAMILIES
+from ..results import Result
+from .paper import GIB, device_of
+
+MISSING = "–"
+
+
+@dataclass(frozen=True)
+class Label:
+    """A mark appended to a value that is not a GPU measurement, explained once in a legend line."""
+
+    mark: str
+    legend: str
+
+
+ESTIMATE = Label("~", "estimated on the CPU (live tensor storage during the same training step), "
+                      "not measured on a GPU")
+PREDICTED = Label(" (pred.)", "predicted from CPU memory estimates, not found by probing a GPU")
+
+
+def format_number(value: float, unit: str) -> str:
+    """Numbers as the tables print them: two decimals for M and GiB, whole images and images/s."""
+    if unit in ("M", "GiB"):
+        return f"{value:.2f}"
+    if unit == "G":
+        return f"{value:.3f}"
+    if unit == "images":
+        return f"{value:.0f}"
+    if unit == "images/s":  # small CPU rates keep three significant digits
+        return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
+    if unit == "×":
+        return f"{value:.2f}"
+    return f"{value:g}"
+
+
+def _batch_qualifier(result: Result) -> Optional[str]:
+    return f"batch {result.memory.batch_size}" if result.memory else None
+
+
+def _budget_qualifier(which: str) -> Callable[[Result], Optional[str]]:
+    def qualifier(result: Result) -> Optional[str]:
+        found = getattr(result, which)
+        return f"{found.budget_bytes / GIB:.1f} GiB" if found else None
+    return qualifier
+
+
+def _max_batch(which: str) -> Callable[[Result], Optional[float]]:
+    return lambda r: getattr(r, which).max_batch if getattr(r, which) else None
+
+
+def _predicted(which: str) -> Callable[[Result], Optional[Label]]:
+    return lambda r: PREDICTED if getattr(r, which) and getattr(r, which).predicted else None
+
+
+def _rate(name: str) -> Callable[[Result], Optional[float]]:
+    return lambda r: getattr(r.throughput, name) if r.throughput else None
+
+
+@dataclass(frozen=True)
+class Column:
+    """One numeric column: `name` and `unit` make the header; `best` is "min" or "max".
+
+    `qualifier` names a condition of the value (batch size, budget): when every row of a grid shares
+    it, it goes in the header, otherwise beside each value.
+    """
+
+    key: str
+    name: str
+    unit: str
+    best: str
+    short: str                   # compact header with its unit, for the terminal
+    value: Callable[[Result], Optional[float]]
+    label: Callable[[Result], Optional[Label]] = lambda r: None
+    qualifier: Callable[[Result], Optional[str]] = lambda r: None
+
+
+COLUMNS: tuple[Column, ...] = (
+    Column("params", "params", "M", "min", "params (M)", lambda r: None if r.params_total is None else r.params_total / 1e6),
+    Column("macs", "forward MACs/image", "G", "min", "MACs/img (G)",
+           lambda r: r.flops.forward_macs_per_image / 1e9 if r.flops else None),
+    Column("memory", "peak train memory", "GiB", "min", "train mem (GiB)",
+           lambda r: r.memory.peak_train_bytes / GIB if r.memory else None,
+           label=lambda r: ESTIMATE if r.memory and r.memory.is_estimate else None,
+           qualifier=_batch_qualifier),
+    Column("max_batch_train", "max train batch", "images", "max", "max train (img)", _max_batch("max_batch_train"),
+           label=_predicted("max_batch_train"), qualifier=_budget_qualifier("max_batch_train")),
+    Column("max_batch_infer", "max infer batch", "images", "max", "max infer (img)", _max_batch("max_batch_infer"),
+           label=_predicted("max_batch_infer"), qualifier=_budget_qualifier("max_batch_infer")),
+    Column("train_images_per_s", "train throughput", "images/s", "max", "train (img/s)", _rate("train_images_per_s")),
+    Column("infer_images_per_s", "infer throughput", "images/s", "max", "infer (img/s)", _rate("infer_images_per_s")),
+)
+
+
+@dataclass(frozen=True)
+class Cell:
+    text: str                    # formatted value with its label mark; MISSING when absent
+    value: Optional[float]
+    label: Optional[Label] = None
+    best: bool = False
+
+
+@dataclass(frozen=True)
+class Row:
+    result: Result
+    model: str
+    family: str
+    device: str
+    cells: tuple[Cell, ...]      # one per numeric column; empty for an error row
+    error: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Grid:
+    """One image size: headers of the numeric columns, rows in family order, the labels used.
+
+    `headers` carry the qualifier every row shares ("@ batch 64"); `short_headers` leave it to the title.
+    """
+
+    image_size: int
+    title: str
+    headers: tuple[str, ...]
+    short_headers: tuple[str, ...]
+    columns: tuple[Column, ...]
+    rows: tuple[Row, ...]
+    labels: tuple[Label, ...]
+    show_device: bool
+
+
+def devices(results: Iterable[Result]) -> list[str]:
+    """Distinct device names, in first-seen order; results without an environment are left out."""
+    return list(dict.fromkeys(r.environment.device_name for r in results if r.environment))
+
+
+def family_order(results: Sequence[Result]) -> list[Result]:
+    """Results in the paper's family order (unknown families last), then in the order given, with the
+    results of one model (several devices) kept together."""
+    rank = {family: i for i, family in enumerate(FAMILIES)}
+    first = {name: i for i, name in reversed(list(enumerate(r.model_name for r in results)))}
+    return sorted(results, key=lambda r: (rank.get(r.family or "", len(FAMILIES)), first[r.model_name]))
+
+
+def _joined(values: Iterable[object]) -> str:
+    return ", ".join(str(v) for v in dict.fromkeys(values))
+
+
+def grid_title(image_size: int, results: Sequence[Result]) -> str:
+    """"32×32 px · DEVICE · batch 64, throughput batch 64 · max batch within 16.0 GiB · AMP fp16"."""
+    names = devices(results)
+    device = names[0] if len(names) == 1 else "several devices" if names else "unknown device"
+    batch = _joined(r.settings.batch_size for r in results)
+    timed = _joined(r.throughput.batch_size for r in results if r.throughput)
+    budget = _joined(f"{found.budget_bytes / GIB:.1f} GiB" for r in results
+                     for found in (r.max_batch_train, r.max_batch_infer) if found)
+    amp = _joined(r.settings.amp for r in results)
+    return (f"{image_size}×{image_size} px · {device} · batch {batch}"
+            + (f", throughput batch {timed}" if timed else "")
+            + (f" · max batch within {budget}" if budget else "") + f" · AMP {amp}")
+
+
+def _grid(image_size: int, results: Sequence[Result], show_device: bool) -> Grid:
+    ok = [r for r in results if r.ok]
+    headers, shared = [], []
+    for column in COLUMNS:
+        kinds = {column.qualifier(r) for r in ok if column.value(r) is not None} - {None}
+        common = kinds.pop() if len(kinds) == 1 else None
+        shared.append(common)
+        headers.append(f"{column.name}{f' @ {common}' if common else ''} ({column.unit})")
+    best = []
+    for column in COLUMNS:
+        values = [v for v in (column.value(r) for r in ok) if v is not None]
+        pick = min if column.best == "min" else max
+        best.append(pick(values) if len(values) > 1 else None)
+    rows, used = [], []
+    for result in family_order(results):
+        common = dict(model=result.model_name, family=result.family or "", device=device_of(result))
+        if not result.ok:
+            rows.append(Row(result=result, cells=(), error=result.error, **common))
+            continue
+        cells = []
+        for column, common_q, top in zip(COLUMNS, shared, best):
+            value = column.value(result)
+            if value is None:
+                cells.append(Cell(MISSING, None))
+                continue
+            label = column.label(result)
+            own = column.qualifier(result)
+            text = format_number(value, column.unit) + (label.mark if label else "")
+            text += f" @ {own}" if own and own != common_q else ""
+            used += [label] if label and label not in used else []
+            cells.append(Cell(text, value, label, best=top is not None and value == top))
+        rows.append(Row(result=result, cells=tuple(cells), **common))
+    return Grid(image_size=image_size, title=grid_title(image_size, results), headers=tuple(headers),
+                short_headers=tuple(c.short for c in COLUMNS),
+                columns=COLUMNS, rows=tuple(rows), labels=tuple(used), show_device=show_device)
+
+
+def comparison_grids(results: Sequence[Result]) -> list[Grid]:
+    """One grid per image size, smallest first; a device column when the results span devices."""
+    show_device = len(devices(results)) > 1
+    sizes = sorted({r.settings.image_size for r in results})
+    return [_grid(size, [r for r in results if r.settings.image_size == size], show_device) for size in sizes]
+
+
+def best_legend(columns: Sequence[Column] = COLUMNS) -> str:
+    """Which direction is best, per column: the sentence after a renderer's own highlight word."""
+    lowest = [c.name for c in columns if c.best == "min"]
+    highest = [c.name for c in columns if c.best == "max"]
+    return f"best in its column: lowest {', '.join(lowest)}; highest {', '.join(highest)}"

@@ -1,0 +1,86 @@
+"""Results as CSV: one row per Result (model × image size × device), flat columns with units in names.
+
+Pandas-friendly: numbers unformatted (bytes, images/s, counts), booleans as True/False, an empty
+cell for anything missing. Reads result objects only; never imports torch.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from typing import Callable, Optional, Sequence
+
+from ..results import Result
+
+Getter = Callable[[Result], object]
+
+
+def _flops(name: str) -> Getter:
+    return lambda r: getattr(r.flops, name) if r.flops else None
+
+
+def _memory(name: str) -> Getter:
+    return lambda r: getattr(r.memory, name) if r.memory else None
+
+
+def _timing(name: str) -> Getter:
+    return lambda r: getattr(r.throughput, name) if r.throughput else None
+
+
+def _max_batch(which: str, name: str) -> Getter:
+    return lambda r: getattr(getattr(r, which), name) if getattr(r, which) else None
+
+
+def memory_budget_bytes(result: Result) -> Optional[int]:
+    """The budget the max batch was searched under; the requested one when no search ran."""
+    for found in (result.max_batch_train, result.max_batch_infer):
+        if found is not None:
+            return found.budget_bytes
+    return result.settings.memory_budget_bytes
+
+
+FIELDS: tuple[tuple[str, Getter], ...] = (
+    ("model", lambda r: r.model_name),
+    ("family", lambda r: r.family),
+    ("image_size", lambda r: r.settings.image_size),
+    ("device_name", lambda r: r.environment.device_name if r.environment else None),
+    ("batch_size", lambda r: r.settings.batch_size),
+    ("amp", lambda r: r.settings.amp),
+    ("params_total", lambda r: r.params_total),
+    ("params_trainable", lambda r: r.params_trainable),
+    ("forward_macs_per_image", _flops("forward_macs_per_image")),
+    ("forward_flops_per_image", _flops("forward_flops_per_image")),
+    ("train_step_flops_per_image", _flops("train_step_flops_per_image")),
+    ("fvcore_macs_per_image", _flops("fvcore_macs_per_image")),
+    ("memory_method", _memory("method")),
+    ("peak_train_bytes", _memory("peak_train_bytes")),
+    ("peak_infer_bytes", _memory("peak_infer_bytes")),
+    ("reserved_train_bytes", _memory("reserved_train_bytes")),
+    ("nvml_train_bytes", _memory("nvml_train_bytes")),
+    ("max_batch_train", _max_batch("max_batch_train", "max_batch")),
+    ("max_batch_train_predicted", _max_batch("max_batch_train", "predicted")),
+    ("max_batch_infer", _max_batch("max_batch_infer", "max_batch")),
+    ("max_batch_infer_predicted", _max_batch("max_batch_infer", "predicted")),
+    ("memory_budget_bytes", memory_budget_bytes),
+    ("train_images_per_s", _timing("train_images_per_s")),
+    ("infer_images_per_s", _timing("infer_images_per_s")),
+    ("train_cv", _timing("train_cv")),
+    ("infer_cv", _timing("infer_cv")),
+    ("throughput_batch_size", lambda r: r.throughput.batch_size if r.throughput
+     else r.settings.throughput_batch_size or r.settings.batch_size),
+    ("error", lambda r: r.error),
+)
+COLUMNS = tuple(name for name, _ in FIELDS)
+
+
+def _cell(value: object) -> object:
+    return "" if value is None else value
+
+
+def render_csv(results: Sequence[Result]) -> str:
+    """Header plus one row per result, in the order given; "\\n" line endings."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for result in results:
+        writer.writerow([_cell(get(result)) for _, get in FIELDS])
+    return out.getvalue()

@@ -1,0 +1,154 @@
+"""The GitHub-ready Markdown report: environment, one table per image size, the paper beside ours, charts.
+
+Reads result objects only; never imports torch. Deterministic for a given input, so it is compared
+against a golden file in the tests.
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+from ..models import PAPER, paper_values
+from ..results import Environment, Result
+from .columns import MISSING, Grid, best_legend, comparison_grids, devices, format_number
+from .paper import (GIB, MEASURED_UNITS, METRIC_LABELS, TABLE_CAPTIONS, PaperComparison,
+                    compare_with_paper, device_of)
+
+
+def _md(text: object) -> str:
+    """Cell text made safe for a GitHub table: pipes and tildes escaped, one line."""
+    return str(text).replace("|", "\\|").replace("~", "\\~").replace("\n", " ")
+
+
+def _table(headers: Sequence[str], align: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    rule = {"l": ":---", "r": "---:"}
+    lines = ["| " + " | ".join(headers) + " |", "| " + " | ".join(rule[a] for a in align) + " |"]
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
+def _yes_no(flag: Optional[bool]) -> str:
+    return MISSING if flag is None else ("on" if flag else "off")
+
+
+def _environment(results: Sequence[Result]) -> list[str]:
+    names = devices(results)
+    if not names:
+        return []
+    envs: dict[str, Environment] = {}
+    for r in results:
+        if r.environment and r.environment.device_name not in envs:
+            envs[r.environment.device_name] = r.environment
+
+    def on(name: str) -> list[Result]:
+        return [r for r in results if device_of(r) == name]
+
+    def joined(values) -> str:
+        return ", ".join(dict.fromkeys(str(v) for v in values if v not in (None, ""))) or MISSING
+
+    fields = (
+        ("device memory", lambda e, rs: MISSING if e.device_memory_bytes is None
+         else f"{e.device_memory_bytes / GIB:.1f} GiB"),
+        ("driver", lambda e, rs: e.driver_version or MISSING),
+        ("CUDA", lambda e, rs: e.cuda_version or MISSING),
+        ("torch", lambda e, rs: e.torch_version),
+        ("torchvision", lambda e, rs: e.torchvision_version or MISSING),
+        ("Python", lambda e, rs: e.python_version),
+        ("platform", lambda e, rs: e.platform),
+        ("CPU threads", lambda e, rs: str(e.cpu_threads)),
+        ("cudnn.benchmark", lambda e, rs: _yes_no(e.cudnn_benchmark)),
+        ("TF32 matmul", lambda e, rs: _yes_no(e.tf32_matmul)),
+        ("AMP (training step)", lambda e, rs: joined(r.settings.amp for r in rs)),
+        ("precision timed", lambda e, rs: joined(r.throughput.precision for r in rs if r.throughput)),
+        ("timer", lambda e, rs: joined(r.throughput.timer for r in rs if r.throughput)),
+        ("results (failed)", lambda e, rs: f"{len(rs)} ({sum(not r.ok for r in rs)})"),
+    )
+    rows = [[name] + [_md(get(envs[d], on(d))) for d in names] for name, get in fields]
+    return ["## Environment", "", *_table(["", *(_md(d) for d in names)], "l" * (len(names) + 1), rows), ""]
+
+
+def _grid_lines(grid: Grid) -> list[str]:
+    lead = ["model", "family"] + (["device"] if grid.show_device else [])
+    rows = []
+    for row in grid.rows:
+        first = [_md(row.model), _md(row.family)] + ([_md(row.device)] if grid.show_device else [])
+        if row.error is not None:
+            rows.append(first + [f"error: {_md(row.error)}"] + [""] * (len(grid.headers) - 1))
+        else:
+            rows.append(first + [f"**{_md(c.text)}**" if c.best else _md(c.text) for c in row.cells])
+    return _table(lead + [_md(h) for h in grid.headers], "l" * len(lead) + "r" * len(grid.headers), rows)
+
+
+def _legend(grids: Sequence[Grid]) -> list[str]:
+    if not grids:
+        return []
+    labels = list(dict.fromkeys(label for grid in grids for label in grid.labels))
+    lines = [f"- **bold**: {best_legend(grids[0].columns)}"]
+    lines += [f"- `{label.mark.strip()}`: {label.legend}" for label in labels]
+    lines.append(f"- {MISSING}: not measured (skipped, or not available on this device)")
+    return ["Legend:", "", *lines, ""]
+
+
+def _paper_table(table: int, comparisons: Sequence[PaperComparison], show_device: bool) -> list[str]:
+    published = [v for v in paper_values() if v.table == table]
+    measured = {(c.metric, c.image_size) for c in comparisons}
+    groups = [g for g in dict.fromkeys((v.metric, v.image_size) for v in published) if g in measured]
+    several_sizes = len({size for _, size in groups}) > 1
+    paper_of = {(v.model, v.metric, v.image_size): v for v in published}
+    headers = ["model"] + (["device"] if show_device else [])
+    for metric, size in groups:
+        name = METRIC_LABELS[metric] + (f" {size} px" if several_sizes else "")
+        unit = next(v.unit for v in published if (v.metric, v.image_size) == (metric, size))
+        headers += [f"{name}: paper ({unit})", f"{name}: ours ({MEASURED_UNITS[metric]})", f"{name}: ours/paper"]
+    rows = []
+    for model, device in dict.fromkeys((c.model, c.device_name) for c in comparisons):
+        mine = [c for c in comparisons if (c.model, c.device_name) == (model, device)]
+        row = [_md(model)] + ([_md(device)] if show_device else [])
+        for metric, size in groups:
+            paper = paper_of.get((model, metric, size))
+            ours = next((c for c in mine if (c.metric, c.image_size) == (metric, size)), None)
+            row += [MISSING if paper is None else f"{paper.value:g}",
+                    MISSING if ours is None else format_number(ours.measured_value, ours.unit),
+                    MISSING if ours is None else f"{ours.ratio:.2f}"]
+        rows.append(row + [_md("; ".join(dict.fromkeys(c.note for c in mine)))])
+    align = "l" * (1 + show_device) + "r" * (3 * len(groups)) + "l"
+    return _table(headers + ["notes"], align, rows)
+
+
+def _paper_section(results: Sequence[Result]) -> list[str]:
+    comparisons = compare_with_paper(results)
+    if not comparisons:
+        return []
+    show_device = len({c.device_name for c in comparisons}) > 1
+    lines = ["## Compared with the paper", "",
+             f"{PAPER}. Ratios are ours / paper. The paper's GPU \"GB\" is read as GiB; ours is the CUDA "
+             "caching allocator's peak (or a CPU estimate, said in the notes), which leaves out the CUDA context "
+             "that nvidia-smi counts. Max batch sizes are compared only for a 16 GiB budget, images/s only "
+             "as a hardware difference: the paper timed a 16 GB V100.", ""]
+    for table in dict.fromkeys(c.table for c in comparisons):
+        caption = TABLE_CAPTIONS.get(table, f"Table {table}")
+        lines += [f"### {caption}", "",
+                  *_paper_table(table, [c for c in comparisons if c.table == table], show_device), ""]
+    return lines
+
+
+def render_markdown(results: Sequence[Result], *, command: Optional[str] = None,
+                    charts: Sequence[str] = ()) -> str:
+    """The whole report as Markdown. `charts` are paths relative to the report, embedded in order;
+    pass only those that were written."""
+    results = list(results)
+    lines = ["# wavemix-profile report", ""]
+    if command:
+        lines += ["Produced by:", "", "```", command, "```", ""]
+    if not results:
+        return "\n".join(lines + ["No results.", ""])
+    lines += _environment(results)
+    grids = comparison_grids(results)
+    for grid in grids:
+        lines += [f"## {_md(grid.title)}", "", *_grid_lines(grid), ""]
+    lines += _legend(grids)
+    lines += _paper_section(results)
+    if charts:
+        lines += ["## Charts", ""]
+        for path in charts:
+            name = path.rsplit("/", 1)[-1].rsplit(".", 1)[0].replace("_", " ")
+            lines += [f"![{name}]({path})", ""]
+    return "\n".join(lines)
