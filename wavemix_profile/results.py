@@ -69,6 +69,11 @@ class FlopsResult:
     fvcore_macs_per_image: Optional[int]
     fvcore_unsupported_ops: tuple[str, ...]
     convention: str
+    # 1 FLOP per element of elementwise, norm, reduction and pooling ops: kept apart from the
+    # MAC/FLOP figures above, which count multiply-adds only, as torch, fvcore and papers do.
+    forward_elementwise_flops_per_image: Optional[int] = None
+    train_step_elementwise_flops_per_image: Optional[int] = None
+    fvcore_error: Optional[str] = None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,116 @@
+"""The command line end to end on the CPU: real subprocesses, real files."""
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from wavemix_profile import __version__
+
+
+def cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "wavemix_profile", *args], capture_output=True, text=True,
+                          cwd=cwd, env=os.environ.copy(), timeout=600)
+
+
+def test_version():
+    run = cli("--version")
+    assert run.returncode == 0 and run.stdout.strip() == f"wavemix-profile {__version__}"
+
+
+@pytest.mark.parametrize("command", ["list", "compare", "max-batch", "profile", "report"])
+def test_every_command_has_help_with_an_example(command):
+    run = cli(command, "--help")
+    assert run.returncode == 0 and "example" in run.stdout
+
+
+def test_list_shows_the_zoo_with_paper_figures():
+    run = cli("list", "--models", "WaveMix-*")
+    assert run.returncode == 0
+    assert "WaveMix-128/7" in run.stdout and "2.42" in run.stdout and "ResNet" not in run.stdout
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--models", "ResNet-19"], "unknown model 'ResNet-19'"),
+    (["--models", "WaveMix-16/5", "--image-sizes", "96"], "WaveMix-16/5 cannot take image size 96"),
+    (["--image-sizes", "abc"], "image size 'abc'"),
+    (["--batch-size", "0"], "must be >= 1"),
+    (["--device", "tpu"], "unknown device 'tpu'"),
+    (["--amp", "fp8"], "invalid choice: 'fp8'"),
+    (["--memory-budget", "16 parsecs"], "16 parsecs"),
+    (["--skip", "speed"], "unknown --skip value 'speed'"),
+    (["--models", "timm:resnet5"], "unknown timm model"),
+])
+def test_bad_input_is_one_line_exit_2_and_stores_nothing(tmp_path, args, words):
+    out = tmp_path / "out"
+    run = cli("compare", "--out", str(out), *args)
+    assert run.returncode == 2
+    assert run.stderr.count("\n") == 1 and words in run.stderr, run.stderr
+    assert not (out / "results.jsonl").exists()
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the no-CUDA message")
+def test_cuda_without_cuda_exits_2(tmp_path):
+    run = cli("compare", "--device", "cuda", "--out", str(tmp_path))
+    assert run.returncode == 2 and "CUDA is not available" in run.stderr
+
+
+def test_compare_end_to_end_writes_every_file_then_resume_skips(tmp_path):
+    out = tmp_path / "cmp"
+    args = ["compare", "--models", "WaveMix-16/5", "python:factories:tiny_cnn", "--image-sizes", "32",
+            "--batch-size", "8", "--out", str(out)]
+    run = cli(*args)
+    assert run.returncode == 0, run.stderr
+    for name in ("results.jsonl", "results.csv", "report.md", "memory_vs_params.png", "memory_vs_params.svg",
+                 "throughput.png", "max_batch.png"):
+        assert (out / name).stat().st_size > 0, name
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert [r["model_name"] for r in records] == ["WaveMix-16/5", "tiny_cnn"]
+    assert all(r["error"] is None for r in records)
+    wm = records[0]
+    assert wm["memory"]["method"] == "cpu-estimate" and wm["max_batch_train"]["predicted"] is True
+    assert wm["max_batch_train"]["budget_bytes"] == 16 * 2**30
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert rows[0]["model"] == "WaveMix-16/5" and int(rows[0]["max_batch_train"]) == wm["max_batch_train"]["max_batch"]
+    assert "WaveMix-16/5" in run.stdout and "(pred.)" in (out / "report.md").read_text()
+
+    again = cli(*args, "--resume")
+    assert again.returncode == 0, again.stderr
+    assert len((out / "results.jsonl").read_text().splitlines()) == 2
+
+
+def test_report_merges_stores_from_two_devices(tmp_path):
+    fixture = os.path.join(os.path.dirname(__file__), "data", "results_fixture.jsonl")
+    out = tmp_path / "merged"
+    run = cli("report", fixture, "--out", str(out))
+    assert run.returncode == 0, run.stderr
+    text = (out / "report.md").read_text()
+    assert "| device |" in text.replace("device |", "device |") and "H100" in text and "CPU" in text
+
+
+def test_report_of_missing_store_is_exit_2(tmp_path):
+    run = cli("report", str(tmp_path / "nope.jsonl"))
+    assert run.returncode == 2 and "no results store" in run.stderr
+
+
+def test_max_batch_on_cpu_is_labelled_predicted():
+    run = cli("max-batch", "WaveMix-128/7", "--memory-budget", "16GiB", "--mode", "train")
+    assert run.returncode == 0, run.stderr
+    assert "predicted" in run.stdout and "fits" in run.stdout and "16.0 GiB budget" in run.stdout
+
+
+def test_max_batch_bad_budget_exit_2():
+    run = cli("max-batch", "WaveMix-128/7", "--memory-budget", "16TB")
+    assert run.returncode == 2 and "16TB" in run.stderr and "GiB" in run.stderr
+
+
+def test_profile_breaks_down_params_flops_and_memory():
+    run = cli("profile", "ResNet-18", "--depth", "1", "--batch-size", "8")
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    whole = next(ln for ln in lines if "(whole model)" in ln)
+    assert "11,220,132" in whole and "1.1109" in whole          # 555,422,720 MACs = 1.1109 GFLOPs
+    assert any("layer4" in ln and "8,393,728" in ln for ln in lines)
+    assert "Adam state" in run.stdout and "CPU estimate, not GPU memory" in run.stdout
