@@ -17,7 +17,8 @@ if TYPE_CHECKING:  # the registry itself stays torch-free; the family modules im
 
 FAMILIES = ("convolutional", "token mixer", "transformer", "WaveMix")
 # Imported on the first registry query, so paper data and names are readable without torch.
-FAMILY_MODULES = ("resnet", "convmixer", "fnet2d", "mlpmixer2d", "vit", "vin", "cct", "cvt", "wavemix")
+# Their order is the listing order: Table 1's, whatever order the modules happen to be imported in.
+FAMILY_MODULES = ("resnet", "fnet2d", "mlpmixer2d", "convmixer", "vit", "vin", "cct", "cvt", "wavemix")
 
 
 class UnknownModelError(KeyError):
@@ -114,11 +115,17 @@ def register_model(name: str, *, family: str, sizes: SizeRule = ANY_SIZE_FROM_8,
     return decorate
 
 
+def _listing_rank(name: str) -> tuple[int, int]:
+    module = _ENTRIES[name].builder.__module__.rsplit(".", 1)[-1]
+    family = FAMILY_MODULES.index(module) if module in FAMILY_MODULES else len(FAMILY_MODULES)
+    return family, list(_ENTRIES).index(name)
+
+
 def list_models(pattern: str = "*") -> list[str]:
     """Display names matching a glob (case-insensitive), in registration order."""
     _ensure_loaded()
     key = normalize(pattern)
-    return [n for n in _ENTRIES if fnmatch.fnmatchcase(normalize(n), key)
+    return [n for n in sorted(_ENTRIES, key=_listing_rank) if fnmatch.fnmatchcase(normalize(n), key)
             or any(fnmatch.fnmatchcase(normalize(a), key) for a in _ENTRIES[n].aliases)]
 
 

@@ -1,7 +1,7 @@
 """`wavemix-profile max-batch MODEL`: the largest batch that trains or infers within a budget."""
 from __future__ import annotations
 
-from rich.console import Console
+from ..render.terminal import make_console
 from rich.table import Table
 
 from ..errors import BadInputError
@@ -30,7 +30,7 @@ def run_max_batch(args) -> int:
                         memory_budget_bytes=parse_budget(args.memory_budget), multiple_of=args.multiple_of,
                         max_batch_modes=modes, skip=("flops", "memory", "throughput"))
     validate(settings)
-    console = Console()
+    console = make_console()
 
     def show(stage: str) -> None:
         if stage.startswith(PROBE_PREFIX):

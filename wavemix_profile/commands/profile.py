@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 import torch
-from rich.console import Console
+from ..render.terminal import make_console
 from rich.table import Table
 
 from ..results import Settings
@@ -63,7 +63,7 @@ def run_profile(args) -> int:
     size = settings.image_size
     params = module_params(model, args.depth)
     flops = module_forward_flops(model, torch.randn(2, 3, size, size), args.depth)
-    console = Console()
+    console = make_console()
     order = [name for name, _ in model.named_modules()]
     console.print(module_table(f"{source.display_name} @ {size} px: per-module parameters and forward FLOPs",
                                params, flops, order))

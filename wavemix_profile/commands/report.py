@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from rich.console import Console
+from ..render.terminal import make_console
 
 from ..errors import BadInputError
 from ..store import Store
@@ -24,5 +24,5 @@ def run_report(args) -> int:
     out = Path(args.out) if args.out else Path(args.stores[0]).parent
     from .outputs import write_outputs
     written = write_outputs(results, out, command="wavemix-profile " + " ".join(sys.argv[1:]))
-    Console().print(f"wrote {', '.join(str(p) for p in written)}")
+    make_console().print(f"wrote {', '.join(str(p) for p in written)}")
     return 0

@@ -14,6 +14,17 @@ BEST_STYLE = "bold green"
 ERROR_STYLE = "red"
 
 
+MIN_PIPED_WIDTH = 160  # rich assumes 80 columns when output is piped; the tables need more
+
+
+def make_console() -> Console:
+    """A console that keeps the comparison tables readable in logs and CI output too."""
+    console = Console()
+    if not console.is_terminal and console.width < MIN_PIPED_WIDTH:
+        console = Console(width=MIN_PIPED_WIDTH)
+    return console
+
+
 def print_registry(rows: list[dict], *, num_classes: int, console: Console | None = None) -> None:
     """The `list` table: one row per registered model, our parameter count beside Table 1's."""
     table = Table(title=f"wavemix-profile model registry ({num_classes} classes, 32 px)")
@@ -30,7 +41,7 @@ def print_registry(rows: list[dict], *, num_classes: int, console: Console | Non
                       "" if p_params is None else f"{p_params:g}",
                       "" if p_params is None else f"{ours_m / p_params:.2f}",
                       "" if p_gpu is None else f"{p_gpu:g}")
-    (console or Console()).print(table)
+    (console or make_console()).print(table)
 
 
 def comparison_table(grid: Grid) -> Table:
@@ -57,6 +68,6 @@ def comparison_table(grid: Grid) -> Table:
 
 def print_comparison(results: Sequence[Result], console: Console | None = None) -> None:
     """The comparison: one table per image size, columns as in the Markdown report."""
-    console = console or Console()
+    console = console or make_console()
     for grid in comparison_grids(list(results)):
         console.print(comparison_table(grid))
