@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/wavemix-profile list
+	$(VENV)/bin/wavemix-profile compare
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2

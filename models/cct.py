@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 
 import torch
 import torch.nn as nn
-from einops import einsum, rearrange
+from einops import rearrange
 
 from ._attention import FeedForward, MultiHeadSelfAttention, TOKEN_GRID_SIZES, token_patch
 from ._registry import register_model
@@ -115,7 +115,9 @@ class CCT(nn.Module):
         x = self.norm(self.encoder(x + self.pos_embedding))
         # Sequence pooling: a learned softmax over tokens replaces the class token.
         weights = self.pool_scores(x).softmax(dim=1)
-        return self.classifier(einsum(weights, x, "b n one, b n d -> b d"))
+        # A matmul rather than einsum: einsum's bmm escapes autocast under fake tensors (the CPU
+        # memory estimate) and then mixes fp16 and fp32.
+        return self.classifier((weights.transpose(1, 2) @ x).squeeze(1))
 
 
 TABLE1_NOTE = (

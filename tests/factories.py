@@ -21,3 +21,9 @@ def raises(*, num_classes: int, image_size: int) -> nn.Module:
 
 def dies(*, num_classes: int, image_size: int) -> nn.Module:
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def dies_at_16(*, num_classes: int, image_size: int) -> nn.Module:
+    if image_size == 16:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return tiny_cnn(num_classes=num_classes, image_size=image_size)

@@ -68,3 +68,11 @@ def test_sigkill_mid_run_then_resume_loses_nothing_and_duplicates_nothing(tmp_pa
     sizes = [r.settings.image_size for r in Store(path).read()]
     assert sorted(sizes) == [8, 12, 16, 20, 24]
     assert sizes[:stored_before] == [8, 12, 16, 20, 24][:stored_before]
+
+
+def test_a_model_whose_child_dies_at_one_size_still_gets_its_other_sizes(tmp_path):
+    store = Store(tmp_path / "results.jsonl")
+    results = run_all([quick("python:factories:dies_at_16", s) for s in (8, 16, 24)], store)
+    assert [r.ok for r in results] == [True, False, True]
+    assert "SIGKILL" in results[1].error and results[1].settings.image_size == 16
+    assert [r.settings.image_size for r in store.read()] == [8, 16, 24]

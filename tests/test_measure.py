@@ -92,3 +92,12 @@ def test_measure_in_process_fills_every_field_asked_for():
     assert result.throughput.batch_size == 2 and result.throughput.repeats == 2
     assert result.max_batch_train is None
     assert result.environment.device_name.startswith("CPU")
+
+
+def test_estimate_works_for_models_whose_initialiser_reads_values():
+    # CCT initialises its positional embedding with trunc_normal_, which fake tensors cannot run
+    from wavemix_profile.models import create_model
+    est = estimate_cpu_peaks(lambda: create_model("CCT-128/4x4", num_classes=10, image_size=32),
+                             StepConfig(device=CPU, amp="fp16", num_classes=10), batch=4, image_size=32)
+    params = sum(p.numel() for p in create_model("CCT-128/4x4", num_classes=10, image_size=32).parameters())
+    assert est.params_bytes >= params * 4 and est.train_bytes > est.params_bytes * 4

@@ -1,6 +1,7 @@
 """Where a result came from: device, driver, CUDA, library versions, precision settings."""
 from __future__ import annotations
 
+import importlib.metadata
 import platform
 import sys
 
@@ -31,10 +32,9 @@ def _driver_version() -> str | None:
 
 
 def collect_environment(device: torch.device) -> Environment:
-    try:
-        import torchvision
-        tv_version = torchvision.__version__
-    except Exception:  # torchvision is optional for user-module measurements
+    try:  # read from the metadata: importing torchvision costs a second per measuring process
+        tv_version = importlib.metadata.version("torchvision")
+    except importlib.metadata.PackageNotFoundError:
         tv_version = None
     cuda = device.type == "cuda"
     props = torch.cuda.get_device_properties(device) if cuda else None

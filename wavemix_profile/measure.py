@@ -92,6 +92,11 @@ def measure(settings: Settings, *, on_stage: Callable[[str], None] | None = None
     def build():
         return source.build(num_classes=settings.num_classes, image_size=settings.image_size)
 
+    # On the CPU one fake model serves the memory estimate and every max-batch probe.
+    estimator = None
+    if device.type == "cpu" and not {"memory", "max-batch"} <= set(settings.skip):
+        from .memory import CpuEstimator
+        estimator = CpuEstimator(build, config)
     fields: dict = {}
     stage("params")
     model = build()
@@ -107,7 +112,7 @@ def measure(settings: Settings, *, on_stage: Callable[[str], None] | None = None
 
     if "memory" not in settings.skip:
         stage("memory")
-        fields["memory"] = _memory(build, config, settings)
+        fields["memory"] = _memory(build, config, settings, estimator)
 
     if "max-batch" not in settings.skip:
         from .probes import search_max_batch
@@ -115,7 +120,7 @@ def measure(settings: Settings, *, on_stage: Callable[[str], None] | None = None
             stage(f"max-batch ({mode})")
             if mode in settings.max_batch_modes:
                 fields[f"max_batch_{mode}"] = search_max_batch(
-                    build, config, settings, mode=mode,
+                    build, config, settings, mode=mode, estimator=estimator,
                     on_probe=lambda p, m=mode: stage(f"{PROBE_PREFIX}{m} {p.batch} {int(p.fits)} {p.peak_bytes or 0}"))
 
     if "throughput" not in settings.skip:
@@ -138,7 +143,7 @@ def error_result(settings: Settings, error: str, wall_s: float = 0.0) -> Result:
                   error=error, wall_s=wall_s, created_at=_now())
 
 
-def _memory(build, config: StepConfig, settings: Settings):
+def _memory(build, config: StepConfig, settings: Settings, estimator=None):
     from .memory import cpu_memory_result, cuda_memory_result, release_cuda_memory
     if config.device.type == "cuda":
         step = TrainStep(build(), config)
@@ -148,7 +153,9 @@ def _memory(build, config: StepConfig, settings: Settings):
         finally:
             del step
             release_cuda_memory()
-    return cpu_memory_result(build, config, batch=settings.batch_size, image_size=settings.image_size)
+    from .memory import CpuEstimator
+    return cpu_memory_result(estimator or CpuEstimator(build, config), batch=settings.batch_size,
+                             image_size=settings.image_size)
 
 
 def _throughput(build, config: StepConfig, settings: Settings, flops: FlopsResult | None):

@@ -88,7 +88,14 @@ class CpuEstimator:
         from torch._subclasses.fake_tensor import FakeTensorMode
         self._mode = FakeTensorMode(allow_non_fake_inputs=True)
         with self._mode:
-            self.step = TrainStep(build(), config)
+            try:
+                model = build()
+            except Exception:  # an initialiser that reads values (trunc_normal_) cannot run on fakes
+                model = None
+        if model is None:
+            model = _as_fake(build(), self._mode)
+        with self._mode:
+            self.step = TrainStep(model, config)
         self.params_bytes = param_bytes(self.step.model)
         self.grads_bytes = sum(p.numel() * p.element_size() for p in self.step.model.parameters() if p.requires_grad)
         self._warm = False
@@ -115,6 +122,18 @@ class CpuEstimator:
             return self.params_bytes + _tensor_bytes((x,)) + tracker.peak_bytes
 
 
+def _as_fake(model: nn.Module, mode) -> nn.Module:
+    """Replace a real model's weights and buffers by fake tensors of the same shapes and dtypes."""
+    for module in model.modules():
+        for name, p in module._parameters.items():
+            if p is not None:
+                module._parameters[name] = nn.Parameter(mode.from_tensor(p.detach()), requires_grad=p.requires_grad)
+        for name, b in module._buffers.items():
+            if b is not None:
+                module._buffers[name] = mode.from_tensor(b)
+    return model
+
+
 def estimate_cpu_peaks(build: Callable[[], nn.Module], config: StepConfig, *, batch: int,
                        image_size: int) -> PeakEstimate:
     """Estimated peak bytes of one training step (after one warm-up step) and of inference."""
@@ -124,14 +143,14 @@ def estimate_cpu_peaks(build: Callable[[], nn.Module], config: StepConfig, *, ba
     return PeakEstimate(train, infer, est.params_bytes, est.grads_bytes, est.optimizer_state_bytes)
 
 
-def cpu_memory_result(build, config: StepConfig, *, batch: int, image_size: int) -> MemoryResult:
-    est = estimate_cpu_peaks(build, config, batch=batch, image_size=image_size)
+def cpu_memory_result(estimator: CpuEstimator, *, batch: int, image_size: int) -> MemoryResult:
+    train = estimator.peak("train", batch=batch, image_size=image_size)
+    infer = estimator.peak("infer", batch=batch, image_size=image_size)
+    fixed = estimator.params_bytes + estimator.grads_bytes + estimator.optimizer_state_bytes
     return MemoryResult(
-        method="cpu-estimate", batch_size=batch, peak_train_bytes=est.train_bytes,
-        peak_infer_bytes=est.infer_bytes, params_bytes=est.params_bytes, grads_bytes=est.grads_bytes,
-        optimizer_state_bytes=est.optimizer_state_bytes,
-        activations_train_bytes=max(0, est.train_bytes - est.params_bytes - est.grads_bytes
-                                    - est.optimizer_state_bytes))
+        method="cpu-estimate", batch_size=batch, peak_train_bytes=train, peak_infer_bytes=infer,
+        params_bytes=estimator.params_bytes, grads_bytes=estimator.grads_bytes,
+        optimizer_state_bytes=estimator.optimizer_state_bytes, activations_train_bytes=max(0, train - fixed))
 
 
 def release_cuda_memory() -> None:

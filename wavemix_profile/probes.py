@@ -37,11 +37,14 @@ def is_cuda_oom(exc: BaseException) -> bool:
 
 
 def search_max_batch(build: Callable[[], nn.Module], config: StepConfig, settings: Settings, *,
-                     mode: str, on_probe: Callable[[ProbeOutcome], None] | None = None) -> MaxBatchResult:
+                     mode: str, on_probe: Callable[[ProbeOutcome], None] | None = None,
+                     estimator: CpuEstimator | None = None) -> MaxBatchResult:
     """The largest batch for `mode` ("train" or "infer") within settings.memory_budget_bytes;
     `on_probe` hears each probe's outcome as it lands (for a live display)."""
-    search = _cuda_search if config.device.type == "cuda" else _predicted_search
-    return search(build, config, settings, mode, on_probe or (lambda outcome: None))
+    on_probe = on_probe or (lambda outcome: None)
+    if config.device.type == "cuda":
+        return _cuda_search(build, config, settings, mode, on_probe)
+    return _predicted_search(estimator or CpuEstimator(build, config), settings, mode, on_probe)
 
 
 def _result(mode, search, budget, *, predicted, began, method_prefix) -> MaxBatchResult:
@@ -53,11 +56,10 @@ def _result(mode, search, budget, *, predicted, began, method_prefix) -> MaxBatc
                           predicted_peak_bytes=at_answer if predicted else None)
 
 
-def _predicted_search(build, config: StepConfig, settings: Settings, mode: str, on_probe) -> MaxBatchResult:
+def _predicted_search(estimator: CpuEstimator, settings: Settings, mode: str, on_probe) -> MaxBatchResult:
     began = time.perf_counter()
     budget = settings.memory_budget_bytes or DEFAULT_PREDICTION_BUDGET_BYTES
     usable = budget - CUDA_CONTEXT_ALLOWANCE_BYTES
-    estimator = CpuEstimator(build, config)
 
     def fits(batch: int) -> ProbeOutcome:
         peak = estimator.peak(mode, batch=batch, image_size=settings.image_size)

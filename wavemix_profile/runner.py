@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Callable, Iterable
 
-from .isolation import run_isolated
+from .isolation import iter_isolated
 from .measure import validate
 from .results import Result, Settings
 from .store import Store
@@ -20,19 +20,28 @@ def run_all(requests: Iterable[Settings], store: Store, *, resume: bool = False,
     for settings in requests:
         validate(settings)
     stored = {r.settings.key(): r for r in store.read()} if resume else {}
-    results = []
+    todo = [s for s in requests if s.key() not in stored]
+    by_model: dict[str, list[Settings]] = {}
+    for settings in todo:  # one child per model, its sizes in turn
+        by_model.setdefault(settings.model, []).append(settings)
+    fresh: dict[str, Result] = {}
     for settings in requests:
-        key = settings.key()
-        if key in stored:
-            results.append(stored[key])
-            if on_done:
-                on_done(settings, None)
-            continue
+        if settings.key() in stored and on_done:
+            on_done(settings, None)
+    for group in by_model.values():
+        position = 0  # which of the group's requests the child is on
+
+        def stage(name: str) -> None:
+            on_stage(group[position], name)
+
         if on_start:
-            on_start(settings)
-        result = run_isolated(settings, on_stage=(lambda name, s=settings: on_stage(s, name)) if on_stage else None)
-        store.append(result)
-        results.append(result)
-        if on_done:
-            on_done(settings, result)
-    return results
+            on_start(group[0])
+        for result in iter_isolated(group, on_stage=stage if on_stage else None):
+            store.append(result)
+            fresh[result.settings.key()] = result
+            if on_done:
+                on_done(result.settings, result)
+            position += 1
+            if on_start and position < len(group):
+                on_start(group[position])
+    return [fresh.get(s.key()) or stored[s.key()] for s in requests]

@@ -16,7 +16,7 @@ PAPER_ZOO = ["ResNet-18", "ResNet-34", "ResNet-50", "ResNet-101", "2D FNet-64/5"
              "WaveMix-32/5", "WaveMix-64/5", "WaveMix-128/7", "WaveMix-256/7"]
 # The CPU preset keeps `make demo` within minutes on two cores: a few short timed blocks on a small
 # batch, and memory and max batch predicted (CPU estimates) for the paper's 16 GB V100.
-CPU_PRESET = {"throughput_batch_size": 8, "warmup_steps": 1, "timed_iterations": 2, "repeats": 2}
+CPU_PRESET = {"throughput_batch_size": 2, "warmup_steps": 1, "timed_iterations": 1, "repeats": 3}
 DEFAULT_BUDGET_CPU = 16 * 2**30
 
 
@@ -55,7 +55,7 @@ def build_requests(args, device: str) -> list[Settings]:
                      amp=args.amp, channels_last=args.channels_last, compile=args.compile,
                      num_classes=args.num_classes, memory_budget_bytes=budget,
                      multiple_of=args.multiple_of, skip=skip, **extra)
-            for size in args.image_sizes for model in expand_models(args.models or PAPER_ZOO)]
+            for model in expand_models(args.models or PAPER_ZOO) for size in args.image_sizes]
 
 
 def run_compare(args) -> int:
