@@ -114,3 +114,11 @@ def test_profile_breaks_down_params_flops_and_memory():
     assert "11,220,132" in whole and "1.1109" in whole          # 555,422,720 MACs = 1.1109 GFLOPs
     assert any("layer4" in ln and "8,393,728" in ln for ln in lines)
     assert "Adam state" in run.stdout and "CPU estimate, not GPU memory" in run.stdout
+
+
+def test_list_markdown_explains_gaps_to_the_paper():
+    run = cli("list", "--markdown", "--models", "ResNet-50", "WaveMix-128/7")
+    assert run.returncode == 0, run.stderr
+    rows = [ln for ln in run.stdout.splitlines() if ln.startswith("| ResNet-50") or ln.startswith("| WaveMix-128/7")]
+    assert "| 25.2 | 23,705,252 | 0.941 |" in rows[0] and "Table 2" in rows[0]
+    assert "| 2.42 | 2,416,580 | 0.999 |" in rows[1]

@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="example:\n  wavemix-profile list --models 'WaveMix-*'", formatter_class=RAW)
     p.add_argument("--models", nargs="+", default=["*"], metavar="NAME", help="registry names or globs (default: all)")
     p.add_argument("--num-classes", type=_positive_int, default=100, help="classes for the parameter count (default 100)")
+    p.add_argument("--markdown", action="store_true", help="a Markdown table with why counts differ from the paper")
     p.set_defaults(func=lambda a: _run("listing", "run_list", a))
 
     p = sub.add_parser("compare", help="measure models at several image sizes and render the comparison",

@@ -15,11 +15,17 @@ def registry_rows(patterns: list[str], num_classes: int) -> list[dict]:
             "name": name,
             "family": entry.family,
             "params": sum(p.numel() for p in model.parameters()),
+            "note": entry.params_note,
             "paper": {f"{v.metric}@{v.image_size}px (T{v.table})": v.value for v in paper_values_for(name)},
         })
     return rows
 
 
 def run_list(args) -> int:
-    print_registry(registry_rows(args.models, args.num_classes), num_classes=args.num_classes)
+    rows = registry_rows(args.models, args.num_classes)
+    if args.markdown:
+        from ..render.markdown import render_registry
+        print(render_registry(rows, num_classes=args.num_classes))
+    else:
+        print_registry(rows, num_classes=args.num_classes)
     return 0

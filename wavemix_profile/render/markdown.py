@@ -152,3 +152,14 @@ def render_markdown(results: Sequence[Result], *, command: Optional[str] = None,
             name = path.rsplit("/", 1)[-1].rsplit(".", 1)[0].replace("_", " ")
             lines += [f"![{name}]({path})", ""]
     return "\n".join(lines)
+
+
+def render_registry(rows: Sequence[dict], *, num_classes: int) -> str:
+    """The `list --markdown` table: our parameter count beside Table 1's, and why they differ."""
+    lines = _table(["model", "family", "paper params (M, Table 1)", "ours (params)", "ours / paper", "why they differ"],
+                   ["l", "l", "r", "r", "r", "l"],
+                   [[_md(r["name"]), r["family"],
+                     "" if (p := r["paper"].get("params@32px (T1)")) is None else f"{p:g}",
+                     f"{r['params']:,}", "" if p is None else f"{r['params'] / (p * 1e6):.3f}",
+                     _md(r.get("note", ""))] for r in rows])
+    return "\n".join([f"Parameters at {num_classes} classes, 32 px:", "", *lines])
