@@ -143,9 +143,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["WaveMix-128/7", "WaveMix-32/5"])
     parser.add_argument("--image-size", type=int, default=32, help="square input, pixels")
-    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--warmup", type=int, default=2, help="untimed calls per backend")
-    parser.add_argument("--iters", type=int, default=5, help="timed calls per backend")
+    parser.add_argument("--iters", type=int, default=12, help="timed calls per backend")
     args = parser.parse_args(argv)
     settings = Settings(tuple(args.models), args.image_size, args.batch, args.warmup, args.iters)
 

@@ -43,7 +43,7 @@ def test_emulated_budget_caps_the_allocator():
     usable = emulate_budget(torch.device("cuda"), 2 * 2**30)
     try:
         assert 0 < usable < 2 * 2**30
-        with pytest.raises(torch.OutOfMemoryError) as err:
+        with pytest.raises(torch.cuda.OutOfMemoryError) as err:
             torch.empty(3 * 2**30, dtype=torch.uint8, device="cuda")
         assert is_cuda_oom(err.value)
     finally:

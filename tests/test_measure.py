@@ -101,3 +101,25 @@ def test_estimate_works_for_models_whose_initialiser_reads_values():
                              StepConfig(device=CPU, amp="fp16", num_classes=10), batch=4, image_size=32)
     params = sum(p.numel() for p in create_model("CCT-128/4x4", num_classes=10, image_size=32).parameters())
     assert est.params_bytes >= params * 4 and est.train_bytes > est.params_bytes * 4
+
+
+def test_measure_model_takes_a_factory_in_process():
+    from wavemix_profile import measure_model
+    result = measure_model(tiny_cnn, image_size=16, isolated=False, num_classes=10, batch_size=4,
+                           device="cpu", skip=("flops", "max-batch", "throughput"))
+    assert result.settings.model == "python:factories:tiny_cnn"
+    assert result.params_total == 3 * 8 * 9 + 8 + 16 + 8 * 10 + 10 and result.memory.batch_size == 4
+
+
+def test_measure_model_refuses_a_lambda():
+    from wavemix_profile import measure_model
+    with pytest.raises(BadInputError, match="module-level function"):
+        measure_model(lambda **kw: tiny_cnn(**kw))
+
+
+def test_torchvision_and_timm_specs_build():
+    from wavemix_profile.sources import resolve_source
+    tv = resolve_source("torchvision:resnet18").build(num_classes=1000, image_size=224)
+    assert sum(p.numel() for p in tv.parameters()) == 11_689_512   # torchvision's documented count
+    tm = resolve_source("timm:resnet18").build(num_classes=1000, image_size=224)
+    assert sum(p.numel() for p in tm.parameters()) == 11_689_512

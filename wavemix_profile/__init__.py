@@ -4,3 +4,13 @@ Parameters, FLOPs, peak memory, the largest batch that fits, and images per seco
 same way for every model and set beside the WaveMix paper's published numbers.
 """
 __version__ = "0.1.0"
+
+__all__ = ["__version__", "measure_model"]
+
+
+def __getattr__(name: str):
+    # Lazy, so that `import wavemix_profile.results` (renderers, reports) never loads torch.
+    if name == "measure_model":
+        from .api import measure_model
+        return measure_model
+    raise AttributeError(f"module 'wavemix_profile' has no attribute {name!r}")

@@ -31,7 +31,7 @@ _OOM_WORDS = ("out of memory", "CUDNN_STATUS_ALLOC_FAILED", "CUBLAS_STATUS_ALLOC
 
 def is_cuda_oom(exc: BaseException) -> bool:
     """CUDA out-of-memory, including the allocation failures cuDNN and cuBLAS report as their own."""
-    if isinstance(exc, torch.OutOfMemoryError):
+    if isinstance(exc, torch.cuda.OutOfMemoryError):
         return True
     return isinstance(exc, RuntimeError) and any(w in str(exc) for w in _OOM_WORDS)
 
@@ -127,7 +127,7 @@ def cuda_probe(step: TrainStep, mode: str, *, batch: int, image_size: int) -> Pr
         torch.cuda.synchronize(device)
         peak = torch.cuda.max_memory_allocated(device)
         del x, y
-    except (torch.OutOfMemoryError, RuntimeError) as exc:
+    except (torch.cuda.OutOfMemoryError, RuntimeError) as exc:
         if not is_cuda_oom(exc):
             raise
         oom = True  # recover below, after the except block has released the exception and its frames
