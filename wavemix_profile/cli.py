@@ -21,24 +21,21 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be >= 1")
-    return value
+def _at_least_one(what: str):
+    """An argparse type: an integer >= 1, errors naming `what`."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} {text!r} is not an integer") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{what} {text!r} must be >= 1")
+        return value
+    return parse
 
 
-def _image_size(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"image size {text!r} is not an integer number of pixels") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"image size {text!r} must be >= 1 pixel")
-    return value
+_positive_int = _at_least_one("value")
+_image_size = _at_least_one("image size")
 
 
 def _add_measure_options(p: argparse.ArgumentParser, *, single_size: bool) -> None:

@@ -52,18 +52,23 @@ def resolve_source(spec: str | Callable[..., nn.Module]) -> ModelSource:
     return ModelSource(spec=entry.name, display_name=entry.name, family=entry.family, build=entry.build)
 
 
-def _torchvision(spec: str) -> ModelSource:
-    import torchvision.models as tvm
+def _named(spec: str, library: str, known: list[str], make: Callable[[str, int], nn.Module]) -> ModelSource:
+    """A model a library builds by name; unknown names fail with close matches."""
     name = spec.split(":", 1)[1]
-    known = tvm.list_models(module=tvm)  # classification models only
     if name not in known:
         close = ", ".join(difflib.get_close_matches(name, known, n=3)) or "none"
-        raise BadInputError(f"unknown torchvision classification model {name!r}; close matches: {close}")
+        raise BadInputError(f"unknown {library} model {name!r}; close matches: {close}")
 
     def build(*, num_classes: int, image_size: int) -> nn.Module:
-        return tvm.get_model(name, weights=None, num_classes=num_classes)
+        return make(name, num_classes)
 
     return ModelSource(spec=spec, display_name=spec, family=None, build=build)
+
+
+def _torchvision(spec: str) -> ModelSource:
+    import torchvision.models as tvm
+    return _named(spec, "torchvision classification", tvm.list_models(module=tvm),
+                  lambda name, classes: tvm.get_model(name, weights=None, num_classes=classes))
 
 
 def _timm(spec: str) -> ModelSource:
@@ -72,16 +77,8 @@ def _timm(spec: str) -> ModelSource:
     except ImportError:
         raise BadInputError(f"{spec} needs timm, which is not installed; "
                             "install the extra: pip install 'wavemix-profile[timm]'") from None
-    name = spec.split(":", 1)[1]
-    known = timm.list_models()
-    if name not in known:
-        close = ", ".join(difflib.get_close_matches(name, known, n=3)) or "none"
-        raise BadInputError(f"unknown timm model {name!r}; close matches: {close}")
-
-    def build(*, num_classes: int, image_size: int) -> nn.Module:
-        return timm.create_model(name, pretrained=False, num_classes=num_classes)
-
-    return ModelSource(spec=spec, display_name=spec, family=None, build=build)
+    return _named(spec, "timm", timm.list_models(),
+                  lambda name, classes: timm.create_model(name, pretrained=False, num_classes=classes))
 
 
 def _python(spec: str) -> ModelSource:
