@@ -77,7 +77,8 @@ def _cuda_search(build, config: StepConfig, settings: Settings, mode: str, on_pr
     device = config.device
     total = torch.cuda.get_device_properties(device).total_memory
     budget = settings.memory_budget_bytes or total
-    usable = emulate_budget(device, budget) if settings.memory_budget_bytes else None
+    emulated = settings.memory_budget_bytes is not None
+    usable = emulate_budget(device, budget) if emulated else total - cuda_context_bytes(device)
     step = TrainStep(build(), config)
     try:
         def fits(batch: int) -> ProbeOutcome:
@@ -92,7 +93,15 @@ def _cuda_search(build, config: StepConfig, settings: Settings, mode: str, on_pr
         release_cuda_memory()
         torch.cuda.set_per_process_memory_fraction(1.0, device)
     return _result(mode, search, budget, predicted=False, began=began,
-                   method_prefix="cuda" + (" emulated budget" if usable else ""))
+                   method_prefix="cuda" + (" emulated budget" if emulated else ""))
+
+
+def cuda_context_bytes(device: torch.device) -> int:
+    """Device memory in use that PyTorch's allocator does not hold: the CUDA context, library
+    handles, and anything another process holds on the device."""
+    torch.cuda.init()
+    free, total = torch.cuda.mem_get_info(device)
+    return max(0, (total - free) - torch.cuda.memory_reserved(device))
 
 
 def emulate_budget(device: torch.device, budget: int) -> int:
@@ -100,9 +109,8 @@ def emulate_budget(device: torch.device, budget: int) -> int:
 
     The CUDA context (measured now: used memory not held by the allocator) would live on that card
     too, so it is subtracted. Returns the bytes left to the allocator."""
-    torch.cuda.init()
-    free, total = torch.cuda.mem_get_info(device)
-    context = max(0, (total - free) - torch.cuda.memory_reserved(device))
+    total = torch.cuda.get_device_properties(device).total_memory
+    context = cuda_context_bytes(device)
     usable = budget - context
     if usable <= 0:
         raise ValueError(f"memory budget {budget / 2**30:.2f} GiB is smaller than the CUDA context "
