@@ -48,11 +48,13 @@ def run_max_batch(args) -> int:
 
 
 def max_batch_table(result: Result) -> Table:
+    from ..probes import CUDA_CONTEXT_ALLOWANCE_BYTES
     found = [r for r in (result.max_batch_train, result.max_batch_infer) if r is not None]
     budget = found[0].budget_bytes / 2**30
     predicted = any(r.predicted for r in found)
     title = (f"{result.model_name} @ {result.settings.image_size} px, {budget:.1f} GiB budget"
-             + (" (predicted from CPU memory estimates)" if predicted else ""))
+             + (f" (predicted from CPU memory estimates, {CUDA_CONTEXT_ALLOWANCE_BYTES / 2**30:.1f} GiB kept "
+               "for the CUDA context)" if predicted else ""))
     table = Table(title=title)
     for header in ("mode", "max batch", "probes", "peak at answer (GiB)", "search (s)", "method"):
         table.add_column(header, justify="left" if header in ("mode", "method") else "right")
