@@ -48,8 +48,10 @@ class TrainStep:
     def __init__(self, model: nn.Module, config: StepConfig):
         self.config = config
         self.model = _place(model, config)
+        # foreach=True is what Adam picks on CUDA by default; asking for it everywhere makes the
+        # CPU estimate hold the same step temporaries (a copy of every gradient at once) as a GPU.
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3, betas=(0.9, 0.999),
-                                          eps=1e-8, weight_decay=0.01)
+                                          eps=1e-8, weight_decay=0.01, foreach=True)
         use_scaler = config.amp == "fp16" and config.device.type == "cuda"
         self.scaler = torch.amp.GradScaler(config.device.type, enabled=use_scaler)
         self.forward = torch.compile(self.model) if config.compile else self.model
