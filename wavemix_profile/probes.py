@@ -80,16 +80,18 @@ def _cuda_search(build, config: StepConfig, settings: Settings, mode: str, on_pr
     emulated = settings.memory_budget_bytes is not None
     usable = emulate_budget(device, budget) if emulated else total - cuda_context_bytes(device)
     step = TrainStep(build(), config)
-    try:
-        def fits(batch: int) -> ProbeOutcome:
-            outcome = cuda_probe(step, mode, batch=batch, image_size=settings.image_size)
-            on_probe(outcome)
-            return outcome
 
+    def fits(batch: int) -> ProbeOutcome:
+        outcome = cuda_probe(step, mode, batch=batch, image_size=settings.image_size)
+        on_probe(outcome)
+        return outcome
+
+    try:
         search = find_max_batch(fits, budget_bytes=usable, multiple_of=settings.multiple_of,
                                 start=settings.multiple_of)
     finally:
-        del step
+        step.model.to("cpu")  # hand the device back clean for the next measurement
+        step.optimizer.state.clear()
         release_cuda_memory()
         torch.cuda.set_per_process_memory_fraction(1.0, device)
     return _result(mode, search, budget, predicted=False, began=began,
