@@ -1,6 +1,9 @@
 """Module-level model factories for python:MODULE:FACTORY specs in tests (children import them)."""
+import atexit
 import os
 import signal
+import sys
+import time
 
 import torch.nn as nn
 
@@ -25,5 +28,77 @@ def dies(*, num_classes: int, image_size: int) -> nn.Module:
 
 def dies_at_16(*, num_classes: int, image_size: int) -> nn.Module:
     if image_size == 16:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return tiny_cnn(num_classes=num_classes, image_size=image_size)
+
+
+class _Forward(nn.Module):
+    """tiny_cnn with something run in forward: a user model's misbehaviour, reproduced."""
+
+    def __init__(self, num_classes: int, action):
+        super().__init__()
+        self.net = tiny_cnn(num_classes=num_classes, image_size=0)
+        self.action = action
+
+    def forward(self, x):
+        self.action()
+        return self.net(x)
+
+
+def prints_without_newline(*, num_classes: int, image_size: int) -> nn.Module:
+    return _Forward(num_classes, lambda: print("hi", end="", flush=True))
+
+
+def prints_protocol_lookalikes(*, num_classes: int, image_size: int) -> nn.Module:
+    """What the old stdout protocol parsed: now only model output."""
+    return _Forward(num_classes, lambda: print('@@result 0\n@@stage probe:garbage\n{"request": 0, "kind": "started"}',
+                                               flush=True))
+
+
+def exits_cleanly(*, num_classes: int, image_size: int) -> nn.Module:
+    return _Forward(num_classes, lambda: sys.exit(0))
+
+
+def hard_exits(*, num_classes: int, image_size: int) -> nn.Module:
+    """os._exit(0): the process ends at once, reporting nothing."""
+    _record_pid()
+    return _Forward(num_classes, lambda: os._exit(0))
+
+
+def exits_3_after_all(*, num_classes: int, image_size: int) -> nn.Module:
+    """Measures fine, then the process exits 3 after the worker is done."""
+    atexit.register(os._exit, 3)
+    return tiny_cnn(num_classes=num_classes, image_size=image_size)
+
+
+def sleeps(*, num_classes: int, image_size: int) -> nn.Module:
+    """A forward that sleeps for 600 s, after writing this process's pid where the test says."""
+    _record_pid()
+    return _Forward(num_classes, lambda: time.sleep(600))
+
+
+def wrong_classes(*, num_classes: int, image_size: int) -> nn.Module:
+    return tiny_cnn(num_classes=7, image_size=image_size)
+
+
+def slow_tiny_cnn(*, num_classes: int, image_size: int) -> nn.Module:
+    """tiny_cnn that takes 1.5 s to build: long enough for two runs to overlap."""
+    _record_pid()
+    time.sleep(1.5)
+    return tiny_cnn(num_classes=num_classes, image_size=image_size)
+
+
+def _record_pid() -> None:
+    path = os.environ.get("WAVEMIX_TEST_PID_FILE")
+    if path:
+        with open(path, "a") as fh:
+            fh.write(f"{os.getpid()}\n")
+
+
+def dies_first_time(*, num_classes: int, image_size: int) -> nn.Module:
+    """SIGKILLed (as by the OOM killer) the first time, fine after: WAVEMIX_TEST_MARKER remembers."""
+    marker = os.environ["WAVEMIX_TEST_MARKER"]
+    if not os.path.exists(marker):
+        open(marker, "w").close()
         os.kill(os.getpid(), signal.SIGKILL)
     return tiny_cnn(num_classes=num_classes, image_size=image_size)

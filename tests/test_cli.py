@@ -10,9 +10,10 @@ import pytest
 from wavemix_profile import __version__
 
 
-def cli(*args, cwd=None):
+def cli(*args, cwd=None, columns=None):
+    env = {**os.environ, **({"COLUMNS": str(columns)} if columns else {})}
     return subprocess.run([sys.executable, "-m", "wavemix_profile", *args], capture_output=True, text=True,
-                          cwd=cwd, env=os.environ.copy(), timeout=600)
+                          cwd=cwd, env=env, timeout=600)
 
 
 def test_version():
@@ -122,3 +123,113 @@ def test_list_markdown_explains_gaps_to_the_paper():
     rows = [ln for ln in run.stdout.splitlines() if ln.startswith("| ResNet-50") or ln.startswith("| WaveMix-128/7")]
     assert "| 25.2 | 23,705,252 | 0.941 |" in rows[0] and "Table 2" in rows[0]
     assert "| 2.42 | 2,416,580 | 0.999 |" in rows[1]
+
+
+TINY = ["--models", "python:factories:tiny_cnn", "--batch-size", "2", "--num-classes", "10"]
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--multiple-of", "2000000"], "--multiple-of must be between 1 and 1,000,000"),
+    (["--memory-budget", "1MiB"], "memory budget 1.0 MiB leaves nothing for tensors"),
+    (["--timeout", "-1"], "timeout '-1' must be a finite number of seconds >= 0"),
+    (["--keep-errors", "--timeout", "soon"], "timeout 'soon' is not a number of seconds"),
+])
+def test_bad_run_options_are_one_line_exit_2(tmp_path, args, words):
+    run = cli("compare", *TINY, "--out", str(tmp_path / "out"), *args)
+    assert run.returncode == 2
+    assert run.stderr.count("\n") == 1 and words in run.stderr, run.stderr
+    assert not (tmp_path / "out" / "results.jsonl").exists()
+
+
+def test_max_batch_refuses_a_budget_below_the_cuda_context():
+    run = cli("max-batch", "python:factories:tiny_cnn", "--memory-budget", "500MiB")
+    assert run.returncode == 2 and run.stderr.count("\n") == 1 and "above that" in run.stderr, run.stderr
+
+
+def test_a_budget_past_the_search_limit_is_marked_capped_everywhere(tmp_path):
+    out = tmp_path / "out"
+    huge = ["--memory-budget", f"{10**30}GiB"]
+    run = cli("compare", *TINY, "--image-sizes", "8", "8", "--skip", "flops", "throughput", "--out", str(out), *huge,
+              columns=200)
+    assert run.returncode == 0, run.stderr
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert len(rows) == 1, "a repeated image size is measured once"
+    assert rows[0]["max_batch_train"] == "1000000" and rows[0]["max_batch_train_capped"] == "True"
+    assert "│ 1000000 (pred., cap) │" in run.stdout
+    assert "(pred., cap)" in (out / "report.md").read_text()
+    alone = cli("max-batch", "python:factories:tiny_cnn", "--image-size", "8", "--mode", "infer", *huge)
+    assert alone.returncode == 0 and "1,000,000 (pred., cap)" in alone.stdout, alone.stdout
+
+
+def test_a_wrong_output_shape_is_an_error_row_even_with_every_stage_but_params_skipped(tmp_path):
+    out = tmp_path / "out"
+    run = cli("compare", "--models", "python:factories:wrong_classes", "--image-sizes", "8", "--skip", "flops",
+              "memory", "max-batch", "throughput", "--out", str(out))
+    assert run.returncode == 0, run.stderr
+    record = json.loads((out / "results.jsonl").read_text())
+    assert record["error"] == ("ValueError: model output is shape (2, 7); expected logits of shape "
+                               "(batch, num_classes) = (2, 100)")
+
+
+@pytest.mark.parametrize("factory, words", [
+    ("raises", "error: raises: RuntimeError: factory refused to build"),
+    ("exits_cleanly", "error: exits_cleanly: model code called sys.exit(0) during the measurement"),
+])
+def test_profile_of_a_failing_model_is_one_line_exit_1(factory, words):
+    run = cli("profile", f"python:factories:{factory}", "--image-size", "8")
+    assert run.returncode == 1
+    assert run.stderr.strip() == words and "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize("where", ["a file", "store is a folder", "under /proc"])
+def test_an_output_folder_that_cannot_be_written_is_exit_2_before_measuring(tmp_path, where):
+    out = {"a file": tmp_path / "file.txt", "store is a folder": tmp_path / "out",
+           "under /proc": "/proc/wavemix-profile-test"}[where]
+    if where == "a file":
+        out.write_text("keep me")
+    if where == "store is a folder":
+        (out / "results.jsonl").mkdir(parents=True)
+    run = cli("compare", *TINY, "--image-sizes", "8", "--out", str(out))
+    assert run.returncode == 2 and run.stderr.count("\n") == 1, run.stderr
+    assert str(out) in run.stderr and "measuring" not in run.stdout
+    if where == "a file":
+        assert out.read_text() == "keep me"
+
+
+def test_resume_measures_a_killed_model_again_and_reports_show_one_answer(tmp_path, monkeypatch):
+    monkeypatch.setenv("WAVEMIX_TEST_MARKER", str(tmp_path / "died-once"))
+    out = tmp_path / "out"
+    args = ["compare", "--models", "python:factories:dies_first_time", "--image-sizes", "16", "--batch-size", "2",
+            "--skip", "flops", "max-batch", "throughput", "--out", str(out)]
+    assert cli(*args).returncode == 0
+    assert "killed by SIGKILL" in list(csv.DictReader(open(out / "results.csv")))[0]["error"]
+    assert cli(*args, "--resume", "--keep-errors").returncode == 0
+    assert len((out / "results.jsonl").read_text().splitlines()) == 1, "--keep-errors keeps the error"
+    assert cli(*args, "--resume").returncode == 0
+    assert len((out / "results.jsonl").read_text().splitlines()) == 2, "--resume measures the error again"
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert len(rows) == 1 and rows[0]["error"] == ""
+    assert rows[0]["params_total"] == str(3 * 8 * 9 + 8 + 16 + 8 * 100 + 100)  # conv, BN, linear at 100 classes
+
+
+def test_two_concurrent_resumed_runs_measure_each_thing_once(tmp_path):
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "wavemix_profile", "compare", "--models", "python:factories:slow_tiny_cnn",
+            "--image-sizes", "8", "12", "--batch-size", "2", "--skip", "flops", "max-batch", "throughput",
+            "--out", str(out), "--resume"]
+    runs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    for run in runs:
+        _, stderr = run.communicate(timeout=300)
+        assert run.returncode == 0, stderr
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert sorted(r["settings"]["image_size"] for r in records) == [8, 12], "each key measured once"
+    assert all(r["error"] is None for r in records)
+
+
+@pytest.mark.parametrize("factory, extra, words", [
+    ("exits_cleanly", [], "error: model code called sys.exit(0) during the measurement"),
+    ("sleeps", ["--timeout", "3"], "error: timed out after 3 s (--timeout); the measuring process was killed"),
+])
+def test_max_batch_of_a_model_that_exits_or_hangs_ends_with_one_line(factory, extra, words):
+    run = cli("max-batch", f"python:factories:{factory}", "--image-size", "8", *extra)
+    assert run.returncode == 1 and run.stderr.strip() == words, run.stderr

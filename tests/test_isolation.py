@@ -76,3 +76,88 @@ def test_a_model_whose_child_dies_at_one_size_still_gets_its_other_sizes(tmp_pat
     assert [r.ok for r in results] == [True, False, True]
     assert "SIGKILL" in results[1].error and results[1].settings.image_size == 16
     assert [r.settings.image_size for r in store.read()] == [8, 16, 24]
+
+
+# --- a model cannot hang the run or corrupt the parent/child protocol ---------------------------
+
+def pids(path) -> set[int]:
+    """The processes that built a recording factory (one process may build it more than once)."""
+    return {int(line) for line in path.read_text().split()} if path.exists() else set()
+
+
+@pytest.fixture
+def pid_file(tmp_path, monkeypatch):
+    path = tmp_path / "pids.txt"
+    monkeypatch.setenv("WAVEMIX_TEST_PID_FILE", str(path))
+    return path
+
+
+@pytest.mark.parametrize("factory", ["prints_without_newline", "prints_protocol_lookalikes"])
+def test_what_a_model_prints_is_never_taken_for_a_message(tmp_path, factory):
+    store = Store(tmp_path / "results.jsonl")
+    results = run_all([quick(f"python:factories:{factory}", 8), quick(f"python:factories:{factory}", 12),
+                       quick("python:factories:tiny_cnn")], store)
+    assert [r.error for r in results] == [None, None, None]
+    assert [r.settings.image_size for r in store.read()] == [8, 12, 16]
+    assert results[0].memory.peak_train_bytes > 0
+
+
+def test_sys_exit_in_forward_is_that_request_s_error_and_the_child_goes_on(tmp_path, pid_file):
+    store = Store(tmp_path / "results.jsonl")
+    results = run_all([quick("python:factories:exits_cleanly", s) for s in (8, 12)]
+                      + [quick("python:factories:tiny_cnn")], store)
+    assert [r.error for r in results[:2]] == ["model code called sys.exit(0) during the measurement"] * 2
+    assert results[2].ok and len(store.read()) == 3
+
+
+def test_a_child_that_exits_0_without_results_gives_error_rows_and_is_not_restarted(tmp_path, pid_file):
+    store = Store(tmp_path / "results.jsonl")
+    results = run_all([quick("python:factories:hard_exits", s) for s in (8, 12, 16)]
+                      + [quick("python:factories:tiny_cnn")], store)
+    assert [r.error for r in results[:3]] == ["measuring process exited 0 without a result"] * 3
+    assert len(pids(pid_file)) == 1, "one child for the model, not one per size and never a loop"
+    assert results[3].ok
+    assert [r.settings.image_size for r in store.read()] == [8, 12, 16, 16]
+
+
+def test_a_child_that_exits_non_zero_after_delivering_everything_loses_nothing(tmp_path):
+    store = Store(tmp_path / "results.jsonl")
+    results = run_all([quick("python:factories:exits_3_after_all", s) for s in (8, 12)], store)
+    assert [r.ok for r in results] == [True, True]
+    assert [r.settings.image_size for r in store.read()] == [8, 12]
+
+
+def test_a_hanging_forward_is_killed_at_the_timeout_and_the_run_goes_on(tmp_path, pid_file):
+    store = Store(tmp_path / "results.jsonl")
+    began = time.monotonic()
+    results = run_all([quick("python:factories:sleeps", 8), quick("python:factories:sleeps", 12),
+                       quick("python:factories:tiny_cnn")], store, timeout_s=4)
+    assert time.monotonic() - began < 120
+    assert [r.error for r in results[:2]] == [
+        "timed out after 4 s (--timeout); the measuring process was killed"] * 2
+    assert results[2].ok
+    assert len(pids(pid_file)) == 2, "each timed-out size had its own child"
+    for pid in pids(pid_file):
+        assert not alive(pid), f"timed-out child {pid} still runs"
+
+
+def alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_resume_measures_stored_errors_again_unless_kept(tmp_path):
+    store = Store(tmp_path / "results.jsonl")
+    flaky = quick("python:factories:dies")
+    run_all([flaky, quick("python:factories:tiny_cnn")], store)
+    assert len(store.read()) == 2
+    run_all([flaky, quick("python:factories:tiny_cnn")], store, resume=True, keep_errors=True)
+    assert len(store.read()) == 2, "--keep-errors: the stored error stands"
+    again = run_all([flaky, quick("python:factories:tiny_cnn")], store, resume=True)
+    assert [r.settings.model for r in store.read()] == ["python:factories:dies", "python:factories:tiny_cnn",
+                                                        "python:factories:dies"]
+    assert "SIGKILL" in again[0].error and again[1].ok

@@ -5,7 +5,9 @@ Bad input ends with one line on stderr naming what was wrong and what is accepte
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 
 from . import __version__
 
@@ -36,6 +38,24 @@ def _at_least_one(what: str):
 
 _positive_int = _at_least_one("value")
 _image_size = _at_least_one("image size")
+
+
+def _timeout(text: str) -> float:
+    """--timeout: seconds >= 0; 0 means no limit."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"timeout {text!r} is not a number of seconds") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"timeout {text!r} must be a finite number of seconds >= 0 (0: no limit)")
+    return value
+
+
+def _add_timeout(p: argparse.ArgumentParser) -> None:
+    from .isolation import DEFAULT_TIMEOUT_S
+    p.add_argument("--timeout", type=_timeout, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
+                   help=f"time limit of one measurement (one model at one size); past it the measuring process "
+                        f"is killed and the row says so (default {DEFAULT_TIMEOUT_S:g}; 0: no limit)")
 
 
 def _add_measure_options(p: argparse.ArgumentParser, *, single_size: bool) -> None:
@@ -85,7 +105,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="batch for images/s (default: --batch-size on CUDA, 8 on CPU)")
     p.add_argument("--full", action="store_true", help="on CPU, time as many iterations as on CUDA (slow)")
     p.add_argument("--out", default=None, metavar="DIR", help="output folder (default reports/<device-slug>/)")
-    p.add_argument("--resume", action="store_true", help="skip measurements already in DIR/results.jsonl")
+    p.add_argument("--resume", action="store_true",
+                   help="skip measurements already in DIR/results.jsonl; stored errors are measured again")
+    p.add_argument("--keep-errors", action="store_true", help="with --resume, skip stored errors too")
+    _add_timeout(p)
     p.set_defaults(func=lambda a: _run("compare", "run_compare", a))
 
     p = sub.add_parser("max-batch", help="the largest batch that trains or infers within a memory budget",
@@ -95,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="registry name or torchvision:/timm:/python: spec")
     p.add_argument("--mode", default="both", choices=("train", "infer", "both"))
     _add_measure_options(p, single_size=True)
+    _add_timeout(p)
     p.set_defaults(func=lambda a: _run("max_batch", "run_max_batch", a))
 
     p = sub.add_parser("profile", help="one model in depth: per-module FLOPs and params, memory split",
@@ -120,14 +144,32 @@ def _run(module: str, function: str, args) -> int:
     return getattr(importlib.import_module(f".commands.{module}", __package__), function)(args)
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is so that every cleanup on the way out runs, as for Ctrl-C."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Exit codes: 0 done, 1 a measurement failed, 2 bad input, 130 Ctrl-C, 143 SIGTERM."""
+    from .errors import Interrupted
     parser = build_parser()
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main_thread else None
     try:
         args = parser.parse_args(argv)
         if not getattr(args, "func", None):
             parser.print_help()
             return 2
         return args.func(args)
+    except KeyboardInterrupt as exc:  # one line, no traceback; children and claims are gone by now
+        stored = (f"; {exc.stored} result{'s' * (exc.stored != 1)} stored, rerun with --resume"
+                  if isinstance(exc, Interrupted) else "")
+        print(f"interrupted{stored}", file=sys.stderr)
+        terminated = isinstance(exc, _Terminated) or isinstance(exc.__context__, _Terminated)
+        return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -137,3 +179,6 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)

@@ -1,71 +1,175 @@
-"""Run each model in its own fresh process.
+"""Run each model in its own fresh process, which can neither hang the run nor outlive it.
 
 An out-of-memory error, a CUDA error, a crash or allocator fragmentation in one model never
 reaches another: each model's child starts with a clean device and measures that model's image
-sizes one after another. Each result comes back as soon as it is written; a child that dies
-becomes an error Result with its cause for the request in flight, and the model's remaining
-requests go on in a new child.
+sizes one after another. Messages come back on a private pipe (protocol.py), so nothing a model
+prints can be taken for one. Every request gets exactly one Result:
+
+- a child that dies mid-request (a signal, a non-zero exit) gives that request an error Result
+  with the cause and the last line it printed; the model's remaining requests go on in a new child;
+- a child that exits 0 without delivering every result (model code called os._exit) gives each
+  missing request an error Result, and is not started again;
+- a request still running after `timeout_s` has its child's process group killed and an error
+  Result saying so; the remaining requests go on in a new child;
+- a child that exits non-zero after delivering everything loses nothing.
+
+Children run in a session of their own and die with the parent: on Ctrl-C, SIGTERM or the
+caller giving up the parent kills the child's process group, and if the parent is SIGKILLed the
+child sees its lifeline pipe close and kills its own group (worker.py). No temporary files are made.
 """
 from __future__ import annotations
 
 import json
 import os
+import selectors
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from collections import deque
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
-from .results import Result, Settings, result_from_dict, to_dict
-from .worker import RESULT_PREFIX, STAGE_PREFIX
+from .protocol import Event, Finished, ProtocolError, Started, decode
+from .results import Result, Settings, to_dict
+
+DEFAULT_TIMEOUT_S = 1800.0  # one measurement (one model at one size); --timeout, 0 for none
+_OUTPUT_TAIL_BYTES = 4096   # of the child's stdout and stderr, for the cause of a death
+_EXIT_GRACE_S = 10.0        # after the channel closes, how long the child gets to exit
+
+OnEvent = Callable[[int, Event], None]   # (index of the request in the list, event)
 
 
-def run_isolated(settings: Settings, *, on_stage: Callable[[str], None] | None = None) -> Result:
+def run_isolated(settings: Settings, *, on_event: Callable[[Event], None] | None = None,
+                 timeout_s: Optional[float] = DEFAULT_TIMEOUT_S) -> Result:
     """Measure one request in a child process; always returns a Result."""
-    return next(iter_isolated([settings], on_stage=on_stage))
+    forward = (lambda index, event: on_event(event)) if on_event else None
+    return next(iter_isolated([settings], on_event=forward, timeout_s=timeout_s))
 
 
-def iter_isolated(requests: Sequence[Settings], *,
-                  on_stage: Callable[[str], None] | None = None) -> Iterator[Result]:
-    """Yield one Result per request, in order, as each lands; one child runs them all unless it dies."""
-    remaining = list(requests)
-    while remaining:
-        done = 0
-        for result in _one_child(remaining, on_stage):
-            done += 1
+def iter_isolated(requests: Sequence[Settings], *, on_event: OnEvent | None = None,
+                  timeout_s: Optional[float] = DEFAULT_TIMEOUT_S) -> Iterator[Result]:
+    """Yield one Result per request, in order, as each lands; one child runs them all unless it
+    dies or times out, when a new one takes the rest. Each child settles at least one request, so
+    at most len(requests) children are started. timeout_s: None or 0 for no limit."""
+    position = 0
+    while position < len(requests):
+        offset = position
+        shifted = (lambda index, event: on_event(offset + index, event)) if on_event else None
+        for result in _one_child(list(requests[position:]), shifted, timeout_s or None):
+            position += 1
             yield result
-        remaining = remaining[done:]
 
 
-def _one_child(requests: list[Settings], on_stage) -> Iterator[Result]:
-    """Results from one child; if it dies, an error Result for the request in flight ends it."""
+class _Tail:
+    """The last bytes a child printed, for an error message."""
+
+    def __init__(self):
+        self.data = b""
+
+    def feed(self, chunk: bytes) -> None:
+        self.data = (self.data + chunk)[-_OUTPUT_TAIL_BYTES:]
+
+    def last_line(self) -> str:
+        lines = [ln.strip() for ln in self.data.decode("utf-8", "replace").splitlines() if ln.strip()]
+        return lines[-1][:300] if lines else ""
+
+
+def _spawn(requests: list[Settings]) -> tuple[subprocess.Popen, int, int, int]:
+    """The child, with the read ends of its channel and output and the write end of its lifeline."""
+    channel_r, channel_w = os.pipe()
+    lifeline_r, lifeline_w = os.pipe()
+    output_r, output_w = os.pipe()
+    try:
+        proc = subprocess.Popen([sys.executable, "-m", "wavemix_profile.worker", str(channel_w), str(lifeline_r)],
+                                stdin=subprocess.PIPE, stdout=output_w, stderr=subprocess.STDOUT,
+                                pass_fds=(channel_w, lifeline_r), start_new_session=True)
+    except BaseException:
+        for fd in (channel_r, lifeline_w, output_r):
+            os.close(fd)
+        raise
+    finally:
+        for fd in (channel_w, lifeline_r, output_w):
+            os.close(fd)
+    with proc.stdin:
+        proc.stdin.write(json.dumps([to_dict(s) for s in requests]).encode())
+    return proc, channel_r, output_r, lifeline_w
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # its own session: the group id is its pid
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
+
+
+def _one_child(requests: list[Settings], on_event: OnEvent | None, timeout_s: Optional[float]) -> Iterator[Result]:
+    """Results from one child, in order; ends with the error Results its death or timeout leaves."""
     from .measure import error_result
-    began, landed = time.perf_counter(), 0
-    with tempfile.TemporaryDirectory(prefix="wavemix-profile-") as tmp:
-        settings_path = os.path.join(tmp, "settings.json")
-        with open(settings_path, "w", encoding="utf-8") as fh:
-            json.dump([to_dict(s) for s in requests], fh)
-        with open(os.path.join(tmp, "stderr.txt"), "w+", encoding="utf-8") as err:
-            proc = subprocess.Popen([sys.executable, "-m", "wavemix_profile.worker", settings_path, tmp],
-                                    stdout=subprocess.PIPE, stderr=err, text=True)
-            try:
-                for line in proc.stdout:
-                    if line.startswith(RESULT_PREFIX):
-                        with open(os.path.join(tmp, line[len(RESULT_PREFIX):].strip() + ".json"), encoding="utf-8") as fh:
-                            yield result_from_dict(json.load(fh))
-                        began, landed = time.perf_counter(), landed + 1
-                    elif line.startswith(STAGE_PREFIX) and on_stage:
-                        on_stage(line[len(STAGE_PREFIX):].strip())
-                code = proc.wait()
-            finally:  # Ctrl-C, the parent being stopped or the caller giving up: take the child along
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
-            err.seek(0)
-            tail = deque((ln.strip() for ln in err if ln.strip()), maxlen=1)
-    if code != 0:
+    proc, channel, output, lifeline = _spawn(requests)
+    tail, pending, landed = _Tail(), b"", 0
+    clock = time.monotonic()  # when the request in flight (or the child) started
+    failure: str | None = None
+    try:
+        with selectors.DefaultSelector() as selector:
+            selector.register(channel, selectors.EVENT_READ)
+            selector.register(output, selectors.EVENT_READ)
+            while channel in {key.fd for key in selector.get_map().values()} and failure is None:
+                wait = None if timeout_s is None else clock + timeout_s - time.monotonic()
+                if wait is not None and wait <= 0:
+                    failure = f"timed out after {timeout_s:g} s (--timeout); the measuring process was killed"
+                    break
+                for key, _ in selector.select(wait):
+                    chunk = os.read(key.fd, 65536)
+                    if not chunk:
+                        selector.unregister(key.fd)
+                    elif key.fd == output:
+                        tail.feed(chunk)
+                    else:
+                        pending += chunk
+                while failure is None and b"\n" in pending:
+                    line, pending = pending.split(b"\n", 1)
+                    try:
+                        index, message = decode(line)
+                    except ProtocolError as exc:
+                        failure = f"measuring process broke the protocol: {exc}"
+                        break
+                    if isinstance(message, Started):
+                        clock = time.monotonic()
+                    elif isinstance(message, Finished):
+                        if index != landed:
+                            failure = f"measuring process sent result {index} while {landed} was due"
+                            break
+                        landed += 1
+                        yield message.result
+                        clock = time.monotonic()
+                    elif on_event:
+                        on_event(index, message)
+            if failure is None:  # the channel closed: the child is exiting; collect what it printed last
+                try:
+                    proc.wait(timeout=_EXIT_GRACE_S)
+                except subprocess.TimeoutExpired:
+                    pass
+                while output in {key.fd for key in selector.get_map().values()} and selector.select(0.2):
+                    chunk = os.read(output, 65536)
+                    if not chunk:
+                        break
+                    tail.feed(chunk)
+    finally:  # a timeout, Ctrl-C, SIGTERM or the caller giving up: take the child's whole group along
+        os.close(lifeline)
+        if proc.poll() is None:
+            _kill_group(proc)
+        os.close(channel)
+        os.close(output)
+    if landed == len(requests):
+        return  # everything delivered: an exit code after that loses nothing
+    elapsed = time.monotonic() - clock
+    printed = f"; last output: {tail.last_line()}" if tail.last_line() else ""
+    if failure is not None:
+        yield error_result(requests[landed], failure + printed, elapsed)
+    elif proc.returncode == 0:  # os._exit(0) or the like: it would do the same again, so no new child
+        for settings in requests[landed:]:
+            yield error_result(settings, "measuring process exited 0 without a result" + printed, elapsed)
+    else:
+        code = proc.returncode
         cause = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
-        detail = f": {tail[0][:300]}" if tail else ""
-        yield error_result(requests[landed], f"measuring process {cause}{detail}", time.perf_counter() - began)
+        yield error_result(requests[landed], f"measuring process {cause}{printed}", elapsed)

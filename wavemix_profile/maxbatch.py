@@ -20,6 +20,7 @@ ProbeOutcome = ProbeRecord
 Probe = Callable[[int], Union[ProbeOutcome, bool]]
 
 # Tuned on benchmarks/max_batch_search.py (synthetic affine, stepped, noisy and sub-linear curves).
+MAX_BATCH_LIMIT = 1_000_000    # images; a search that still fits here stops and says the answer is capped
 _LOCAL_POINTS = 3              # the line runs through the largest fitting batches: curvature below is ignored
 _Z_MARGIN = 2.0                # climb targets stop this many standard errors short of the boundary
 _FIRST_JUMP_SHORTFALL = 0.1    # two points leave no residual to judge by: stop short by this share of the way
@@ -162,7 +163,7 @@ def _double_then_bisect(br: _Bracket, first: int) -> None:
 
 
 def doubling_bisection(fits: Probe, *, multiple_of: int = 1, start: int = 1,
-                       limit: int = 1_000_000) -> SearchResult:
+                       limit: int = MAX_BATCH_LIMIT) -> SearchResult:
     """Baseline search: double the batch from `start` until a probe fails, then bisect (batches in images).
 
     The binsearch mode of PyTorch Lightning's BatchSizeFinder, made exact and never probing twice.
@@ -261,7 +262,7 @@ def _guided(br: _Bracket, budget: int) -> None:
 
 
 def find_max_batch(fits: Probe, *, budget_bytes: Optional[int] = None, multiple_of: int = 1, start: int = 1,
-                   limit: int = 1_000_000) -> SearchResult:
+                   limit: int = MAX_BATCH_LIMIT) -> SearchResult:
     """Largest batch (images, a multiple of `multiple_of`, at most `limit`) for which `fits` holds.
 
     Exact for monotone probes: `fits(max_batch)` and not `fits(max_batch + multiple_of)`, or 0 when the

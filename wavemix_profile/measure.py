@@ -14,12 +14,12 @@ import torch
 
 from .environment import collect_environment
 from .errors import BadInputError
+from .protocol import Event, Probe, Stage
 from .results import MEASUREMENTS, FlopsResult, Result, Settings
 from .sources import ModelSource, resolve_source
-from .training import StepConfig, TrainStep, check_amp
+from .training import StepConfig, TrainStep, check_amp, check_logits
 
 _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
-PROBE_PREFIX = "probe:"  # stage names that report one max-batch probe: "probe:MODE BATCH FITS PEAK_BYTES"
 
 
 def parse_device(text: str) -> torch.device:
@@ -54,16 +54,22 @@ def validate(settings: Settings) -> ModelSource:
     bad_modes = sorted(set(settings.max_batch_modes) - {"train", "infer"})
     if bad_modes:
         raise BadInputError(f"unknown max-batch mode {bad_modes[0]!r}; accepted: train, infer, both")
-    if settings.multiple_of < 1:
-        raise BadInputError(f"--multiple-of must be >= 1, got {settings.multiple_of!r}")
+    from .maxbatch import MAX_BATCH_LIMIT
+    if not 1 <= settings.multiple_of <= MAX_BATCH_LIMIT:
+        raise BadInputError(f"--multiple-of must be between 1 and {MAX_BATCH_LIMIT:,} (the largest batch the "
+                            f"search tries), got {settings.multiple_of!r}")
     unknown = sorted(set(settings.skip) - set(MEASUREMENTS))
     if unknown:
         raise BadInputError(f"unknown measurement to skip {', '.join(unknown)}; accepted: {', '.join(MEASUREMENTS)}")
     check_amp(settings.amp)
     device = parse_device(settings.device)
     if settings.memory_budget_bytes is not None:
-        if settings.memory_budget_bytes <= 0:
-            raise BadInputError("memory budget must be positive")
+        from .maxbatch import format_bytes
+        from .probes import CUDA_CONTEXT_ALLOWANCE_BYTES
+        if settings.memory_budget_bytes <= CUDA_CONTEXT_ALLOWANCE_BYTES:
+            raise BadInputError(f"memory budget {format_bytes(settings.memory_budget_bytes)} leaves nothing for "
+                                f"tensors: a GPU's CUDA context and library workspaces take about "
+                                f"{format_bytes(CUDA_CONTEXT_ALLOWANCE_BYTES)}; give a budget above that, e.g. 16GiB")
         if device.type == "cuda":
             total = torch.cuda.get_device_properties(device).total_memory
             if settings.memory_budget_bytes > total:
@@ -80,12 +86,16 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def measure(settings: Settings, *, on_stage: Callable[[str], None] | None = None) -> Result:
-    """Every measurement not in settings.skip, in this process. Exceptions propagate."""
+def measure(settings: Settings, *, on_event: Callable[[Event], None] | None = None) -> Result:
+    """Every measurement not in settings.skip, in this process; `on_event` hears each Stage as it
+    begins and each max-batch Probe as it lands. Exceptions propagate."""
     source = validate(settings)
     device = parse_device(settings.device)
     began = time.perf_counter()
-    stage = on_stage or (lambda name: None)
+    on_event = on_event or (lambda event: None)
+
+    def stage(name: str) -> None:
+        on_event(Stage(name))
     config = StepConfig(device=device, amp=settings.amp, channels_last=settings.channels_last,
                         compile=settings.compile, num_classes=settings.num_classes)
 
@@ -102,6 +112,9 @@ def measure(settings: Settings, *, on_stage: Callable[[str], None] | None = None
     model = build()
     fields["params_total"] = sum(p.numel() for p in model.parameters())
     fields["params_trainable"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    with torch.no_grad():  # a wrong output shape fails here, whatever the other stages skip
+        check_logits(model.eval()(torch.randn(2, 3, settings.image_size, settings.image_size)), 2,
+                     settings.num_classes)
 
     if "flops" not in settings.skip:
         stage("flops")
@@ -121,7 +134,7 @@ def measure(settings: Settings, *, on_stage: Callable[[str], None] | None = None
             if mode in settings.max_batch_modes:
                 fields[f"max_batch_{mode}"] = search_max_batch(
                     build, config, settings, mode=mode, estimator=estimator,
-                    on_probe=lambda p, m=mode: stage(f"{PROBE_PREFIX}{m} {p.batch} {int(p.fits)} {p.peak_bytes or 0}"))
+                    on_probe=lambda p, m=mode: on_event(Probe(m, p.batch, p.fits, p.peak_bytes)))
 
     if "throughput" not in settings.skip:
         stage("throughput")
@@ -130,6 +143,14 @@ def measure(settings: Settings, *, on_stage: Callable[[str], None] | None = None
     return Result(settings=settings, model_name=source.display_name, family=source.family,
                   environment=collect_environment(device), wall_s=time.perf_counter() - began,
                   created_at=_now(), **fields)
+
+
+def describe_failure(exc: BaseException) -> str:
+    """One line for a model's exception, or for its code calling sys.exit (which must not end a run)."""
+    if isinstance(exc, SystemExit):
+        return f"model code called sys.exit({exc.code!r}) during the measurement"
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {first}"[:500]
 
 
 def error_result(settings: Settings, error: str, wall_s: float = 0.0) -> Result:

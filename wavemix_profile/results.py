@@ -6,7 +6,9 @@ imports torch, so renderers can use it on a machine without one.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import types
 import typing
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -176,29 +178,99 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
-def _from(tp: Any, value: Any) -> Any:
-    if value is None:
-        return None
+class SchemaError(ValueError):
+    """A JSON value that is not a record of this schema; the message starts with the field path."""
+
+
+class NewerSchemaError(SchemaError):
+    """A record written by a newer wavemix-profile: complete, but not ours to read."""
+
+    def __init__(self, version: int):
+        super().__init__(f"result schema {version} is newer than this wavemix-profile ({SCHEMA_VERSION}); upgrade")
+        self.version = version
+
+
+@functools.cache
+def _fields(cls: type) -> tuple[tuple[str, Any, bool], ...]:
+    """(name, resolved annotation, required) for each field of a dataclass."""
+    hints = typing.get_type_hints(cls)
+    return tuple((f.name, hints[f.name],
+                  f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+                 for f in dataclasses.fields(cls))
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _from(tp: Any, value: Any, where: str) -> Any:
+    """`value` (parsed JSON) as type `tp`, checked all the way down; SchemaError names the field path."""
+    def wrong(expected: str) -> SchemaError:
+        return SchemaError(f"{where}: expected {expected}, got {_kind(value)}")
+
     origin = typing.get_origin(tp)
-    if origin is typing.Union:
+    if origin in (typing.Union, types.UnionType):
         inner = [a for a in typing.get_args(tp) if a is not type(None)]
-        return _from(inner[0], value)
+        if len(inner) != 1 or len(typing.get_args(tp)) != 2:  # only Optional[X]: a real union needs a tag
+            raise TypeError(f"{where}: unsupported annotation {tp}")
+        return None if value is None else _from(inner[0], value, where)
     if origin is tuple:
-        (item, *_rest) = typing.get_args(tp)
-        return tuple(_from(item, v) for v in value)
+        if not isinstance(value, (list, tuple)):
+            raise wrong("array")
+        items = typing.get_args(tp)
+        if len(items) == 2 and items[1] is Ellipsis:
+            items = (items[0],) * len(value)
+        elif len(items) != len(value):
+            raise SchemaError(f"{where}: expected {len(items)} items, got {len(value)}")
+        return tuple(_from(item, v, f"{where}[{i}]") for i, (item, v) in enumerate(zip(items, value)))
     if dataclasses.is_dataclass(tp):
-        hints = typing.get_type_hints(tp)
-        known = {f.name for f in dataclasses.fields(tp)}
-        return tp(**{k: _from(hints[k], v) for k, v in value.items() if k in known})
-    return value
+        if not isinstance(value, dict):
+            raise wrong(f"object ({tp.__name__})")
+        prefix = f"{where}." if where else ""
+        kwargs = {}
+        for name, hint, required in _fields(tp):
+            if name in value:
+                kwargs[name] = _from(hint, value[name], prefix + name)
+            elif required:
+                raise SchemaError(f"{prefix}{name}: required field missing")
+        return tp(**kwargs)  # unknown keys are ignored: fields added within one schema version
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise wrong("bool")
+        return value
+    if tp is int:  # bool is an int subclass in Python but never one in our records
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise wrong("int")
+        return value
+    if tp is float:
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise wrong("float")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise wrong("str")
+        return value
+    raise TypeError(f"{where}: unsupported annotation {tp}")
 
 
-def result_from_dict(data: dict) -> Result:
-    """Inverse of to_dict for a Result; raises ValueError on a newer schema."""
-    version = data.get("schema_version", 0)
+def result_from_dict(data: Any) -> Result:
+    """Inverse of to_dict for a Result, checking every field against its annotation.
+
+    Raises NewerSchemaError for a record of a newer schema and SchemaError (a ValueError) for
+    anything else that is not a Result: a wrong type (int fields never accept bool, float fields
+    accept int), a missing required field, a non-object. Unknown keys are ignored.
+    """
+    if not isinstance(data, dict):
+        raise SchemaError(f"record: expected object (Result), got {_kind(data)}")
+    version = _from(int, data.get("schema_version", 0), "schema_version")
     if version > SCHEMA_VERSION:
-        raise ValueError(f"result schema {version} is newer than this wavemix-profile ({SCHEMA_VERSION}); upgrade")
-    return _from(Result, data)
+        raise NewerSchemaError(version)
+    return _from(Result, data, "")
+
+
+def settings_from_dict(data: Any) -> Settings:
+    """Inverse of to_dict for Settings (a request handed to a measuring child), checked the same way."""
+    return _from(Settings, data, "settings")
 
 
 def result_to_json(result: Result) -> str:

@@ -73,7 +73,9 @@ class TrainStep:
         """One step: forward, loss, backward, optimizer step, gradients released."""
         self.model.train()
         with self.autocast(amp):
-            loss = F.cross_entropy(self.forward(x), y)
+            logits = self.forward(x)
+            check_logits(logits, x.shape[0], self.config.num_classes)
+            loss = F.cross_entropy(logits, y)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
         self.scaler.update()
@@ -82,7 +84,17 @@ class TrainStep:
     def infer(self, x: torch.Tensor, *, amp: str | None = None) -> torch.Tensor:
         self.model.eval()
         with torch.inference_mode(), self.autocast(amp):
-            return self.forward(x)
+            logits = self.forward(x)
+        check_logits(logits, x.shape[0], self.config.num_classes)
+        return logits
+
+
+def check_logits(output, batch: int, num_classes: int) -> None:
+    """Every stage measures a classifier: its output must be one tensor of (batch, num_classes) logits."""
+    if isinstance(output, torch.Tensor) and tuple(output.shape) == (batch, num_classes):
+        return
+    got = f"shape {tuple(output.shape)}" if isinstance(output, torch.Tensor) else f"a {type(output).__name__}"
+    raise ValueError(f"model output is {got}; expected logits of shape (batch, num_classes) = ({batch}, {num_classes})")
 
 
 def _place(model: nn.Module, config: StepConfig) -> nn.Module:

@@ -55,25 +55,28 @@ def build_requests(args, device: str) -> list[Settings]:
                      amp=args.amp, channels_last=args.channels_last, compile=args.compile,
                      num_classes=args.num_classes, memory_budget_bytes=budget,
                      multiple_of=args.multiple_of, skip=skip, **extra)
-            for model in expand_models(args.models or PAPER_ZOO) for size in args.image_sizes]
+            for model in expand_models(args.models or PAPER_ZOO) for size in dict.fromkeys(args.image_sizes)]
 
 
 def run_compare(args) -> int:
     from ..environment import collect_environment
-    from ..measure import default_device, parse_device
+    from ..measure import default_device, parse_device, validate
     from ..runner import run_all
     from ..store import Store
     from .progress import MeasureProgress
-    from .outputs import write_outputs
+    from .outputs import STORE_NAME, check_output_folder, write_outputs
 
     device = args.device or default_device()
     parse_device(device)
     requests = build_requests(args, device)
     out = Path(args.out) if args.out else Path("reports") / device_slug(collect_environment(parse_device(device)).device_name)
-    store = Store(out / "results.jsonl")  # appended to, never rewritten: earlier runs stay
+    for settings in requests:  # bad input is reported before the folder is touched
+        validate(settings)
+    check_output_folder(out, store=STORE_NAME)
+    store = Store(out / STORE_NAME)  # appended to, never rewritten: earlier runs stay
     with MeasureProgress(requests) as progress:
-        run_all(requests, store, resume=args.resume, on_start=progress.start, on_stage=progress.stage,
-                on_done=progress.done)
+        run_all(requests, store, resume=args.resume, keep_errors=args.keep_errors, timeout_s=args.timeout,
+                on_start=progress.start, on_event=progress.event, on_done=progress.done)
     written = write_outputs(store.read(), out, command="wavemix-profile " + " ".join(sys.argv[1:]))
     print(f"wrote {', '.join(str(p) for p in written)}")
     return 0

@@ -21,7 +21,8 @@ def parse_budget(text: str | None) -> int | None:
 
 def run_max_batch(args) -> int:
     from ..isolation import run_isolated
-    from ..measure import PROBE_PREFIX, default_device, validate
+    from ..measure import default_device, validate
+    from ..protocol import Event, Probe
 
     modes = ("train", "infer") if args.mode == "both" else (args.mode,)
     settings = Settings(model=args.model, image_size=args.image_size, batch_size=args.batch_size,
@@ -32,15 +33,14 @@ def run_max_batch(args) -> int:
     validate(settings)
     console = make_console()
 
-    def show(stage: str) -> None:
-        if stage.startswith(PROBE_PREFIX):
-            mode, batch, fits, peak = stage[len(PROBE_PREFIX):].split()
-            used = f", peak {int(peak) / 2**30:.2f} GiB" if int(peak) else ""
-            verdict = "[green]fits" if fits == "1" else "[red]does not fit"
-            console.print(f"  {mode:5s} batch {int(batch):>7,}: {verdict}[/]{used}")
+    def show(event: Event) -> None:
+        if isinstance(event, Probe):
+            used = f", peak {event.peak_bytes / 2**30:.2f} GiB" if event.peak_bytes else ""
+            verdict = "[green]fits" if event.fits else "[red]does not fit"
+            console.print(f"  {event.mode:5s} batch {event.batch:>7,}: {verdict}[/]{used}")
 
     console.print(f"[bold]{settings.model}[/] @ {settings.image_size} px on {settings.device}: probing")
-    result = run_isolated(settings, on_stage=show)
+    result = run_isolated(settings, on_event=show, timeout_s=args.timeout)
     if result.error:
         raise SystemExit(f"error: {result.error}")
     console.print(max_batch_table(result))
@@ -49,6 +49,7 @@ def run_max_batch(args) -> int:
 
 def max_batch_table(result: Result) -> Table:
     from ..probes import CUDA_CONTEXT_ALLOWANCE_BYTES
+    from ..render.columns import max_batch_label
     found = [r for r in (result.max_batch_train, result.max_batch_infer) if r is not None]
     budget = found[0].budget_bytes / 2**30
     predicted = any(r.predicted for r in found)
@@ -60,7 +61,8 @@ def max_batch_table(result: Result) -> Table:
         table.add_column(header, justify="left" if header in ("mode", "method") else "right")
     for r in found:
         peak = next((p.peak_bytes for p in r.probes if p.batch == r.max_batch and p.peak_bytes), None)
-        label = f"{r.max_batch:,}" + (" (pred.)" if r.predicted else "") + (" (cap)" if r.capped else "")
+        mark = max_batch_label(r)
+        label = f"{r.max_batch:,}" + (mark.mark if mark else "")
         table.add_row(r.mode, label, str(len(r.probes)), "" if peak is None else f"{peak / 2**30:.2f}",
                       f"{r.search_s:.1f}", r.method)
     return table

@@ -1,29 +1,64 @@
 """Write the comparison files for a set of stored results: CSV, Markdown, charts, terminal tables."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Sequence
 
+from ..atomic import write_text
 from ..results import Result
+
+STORE_NAME = "results.jsonl"  # in each output folder: the records that every report there is rendered from
 
 
 def latest_per_key(results: Sequence[Result]) -> list[Result]:
-    """One result per (settings, device): the last stored wins; first-seen order is kept."""
-    latest: dict[tuple, Result] = {}
+    """One answer per measurement: the last stored wins, in the place of the first.
+
+    Records with one settings key answer the same measurement when they come from the same device,
+    or when one of them is an error with no device recorded (a measuring process that died, then
+    measured again by --resume)."""
+    def device(r: Result):
+        return r.environment.device_name if r.environment else None
+
+    slots: list[Result] = []
+    by_key: dict[str, list[int]] = {}
     for r in results:
-        latest[(r.settings.key(), r.environment.device_name if r.environment else None)] = r
-    return list(latest.values())
+        same = [i for i in by_key.get(r.settings.key(), ())
+                if None in (device(r), device(slots[i])) or device(r) == device(slots[i])]
+        if same:
+            slots[same[0]] = r
+        else:
+            by_key.setdefault(r.settings.key(), []).append(len(slots))
+            slots.append(r)
+    return slots
 
 
-def _write(path: Path, text: str) -> None:
-    """Replace a generated file atomically, so an interrupted write never leaves half a report."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+def check_output_folder(out: Path, *, store: str | None = None) -> None:
+    """Fail before anything is measured if `out` cannot take the reports (and `store`, a file name
+    in it): a BadInputError naming the folder and why. Creates the folder; writes nothing else."""
+    import tempfile
+    from ..errors import BadInputError
+    if out.exists() and not out.is_dir():
+        raise BadInputError(f"output folder {str(out)!r} is a file; give a folder (--out DIR)")
+    target = out / store if store else None
+    if target is not None and target.exists() and not target.is_file():
+        raise BadInputError(f"results store {str(target)!r} is not a file; move it or give another --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-") as probe:  # a real write
+            probe.write(b"x")
+            probe.flush()
+        if target is not None and target.exists():
+            open(target, "ab").close()
+    except OSError as exc:
+        raise BadInputError(f"cannot write to output folder {str(out)!r}: {exc.strerror or exc}; "
+                            "give a writable folder (--out DIR)") from None
 
 
 def write_outputs(results: Sequence[Result], out: Path, *, command: str, console=None) -> list[Path]:
+    """Print the comparison and write results.csv, report.md and the charts into `out`; return their paths.
+
+    Each file is replaced atomically, so concurrent writers of one folder never see or leave half a file.
+    """
     from ..render.charts import write_charts
     from ..render.csv import render_csv
     from ..render.markdown import render_markdown
@@ -33,7 +68,7 @@ def write_outputs(results: Sequence[Result], out: Path, *, command: str, console
     out.mkdir(parents=True, exist_ok=True)
     print_comparison(results, console=console)
     charts = write_charts(results, out)
-    _write(out / "results.csv", render_csv(results))
-    _write(out / "report.md", render_markdown(results, command=command,
-                                              charts=[p.name for p in charts if p.suffix == ".png"]))
+    write_text(out / "results.csv", render_csv(results))
+    write_text(out / "report.md", render_markdown(results, command=command,
+                                                  charts=[p.name for p in charts if p.suffix == ".png"]))
     return [out / "results.csv", out / "report.md", *charts]

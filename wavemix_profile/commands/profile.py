@@ -5,6 +5,7 @@ parameters, gradients, Adam state and the rest (activations and temporaries).
 """
 from __future__ import annotations
 
+import sys
 from collections import defaultdict
 
 import torch
@@ -46,7 +47,7 @@ def module_forward_flops(model: torch.nn.Module, x: torch.Tensor, depth: int) ->
 
 
 def run_profile(args) -> int:
-    from ..measure import _memory, default_device, parse_device, validate
+    from ..measure import _memory, default_device, describe_failure, parse_device, validate
     from ..training import StepConfig
     from .max_batch import parse_budget
 
@@ -59,18 +60,22 @@ def run_profile(args) -> int:
     def build():
         return source.build(num_classes=settings.num_classes, image_size=settings.image_size)
 
-    model = build()
-    size = settings.image_size
-    params = module_params(model, args.depth)
-    flops = module_forward_flops(model, torch.randn(2, 3, size, size), args.depth)
     console = make_console()
-    order = [name for name, _ in model.named_modules()]
-    console.print(module_table(f"{source.display_name} @ {size} px: per-module parameters and forward FLOPs",
-                               params, flops, order))
     config = StepConfig(device=parse_device(settings.device), amp=settings.amp,
                         channels_last=settings.channels_last, compile=settings.compile,
                         num_classes=settings.num_classes)
-    console.print(memory_table(_memory(build, config, settings), source.display_name, settings))
+    try:
+        model = build()
+        size = settings.image_size
+        params = module_params(model, args.depth)
+        flops = module_forward_flops(model, torch.randn(2, 3, size, size), args.depth)
+        order = [name for name, _ in model.named_modules()]
+        console.print(module_table(f"{source.display_name} @ {size} px: per-module parameters and forward FLOPs",
+                                   params, flops, order))
+        console.print(memory_table(_memory(build, config, settings), source.display_name, settings))
+    except (Exception, SystemExit) as exc:  # the model's failure, in one line: it is not ours to trace
+        print(f"error: {source.display_name}: {describe_failure(exc)}", file=sys.stderr)
+        return 1
     return 0
 
 

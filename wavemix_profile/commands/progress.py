@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ..measure import PROBE_PREFIX
+from ..protocol import Event, Probe
 from ..results import MEASUREMENTS, Result, Settings
 
-# Stages a measurement reports (worker's @@stage lines), in order; max-batch reports two.
+# Stages a measurement reports (protocol.Stage events), in order; max-batch reports two.
 _STAGES = {"params": 1, "flops": 1, "memory": 1, "max-batch": 2, "throughput": 1}
 
 
@@ -38,12 +38,13 @@ class MeasureProgress:
     def start(self, settings: Settings) -> None:
         self._progress.update(self._task, description=f"{settings.model} @ {settings.image_size} px")
 
-    def stage(self, settings: Settings, name: str) -> None:
-        if name.startswith(PROBE_PREFIX):
-            mode, batch, fits, _ = name[len(PROBE_PREFIX):].split()
-            name = f"max-batch ({mode}) probe {batch}: {'fits' if fits == '1' else 'out of memory'}"
-        elif name != "params":  # a stage line marks the end of the one before it
-            self._advance(settings)
+    def event(self, settings: Settings, event: Event) -> None:
+        if isinstance(event, Probe):
+            name = f"max-batch ({event.mode}) probe {event.batch:,}: {'fits' if event.fits else 'out of memory'}"
+        else:
+            name = event.name
+            if name != "params":  # a stage marks the end of the one before it
+                self._advance(settings)
         self._progress.update(self._task, description=f"{settings.model} @ {settings.image_size} px: {name}")
 
     def done(self, settings: Settings, result: Result | None) -> None:

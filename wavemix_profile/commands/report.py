@@ -22,7 +22,8 @@ def run_report(args) -> int:
     if not results:
         raise BadInputError(f"no results in {', '.join(args.stores)}")
     out = Path(args.out) if args.out else Path(args.stores[0]).parent
-    from .outputs import write_outputs
+    from .outputs import check_output_folder, write_outputs
+    check_output_folder(out)
     written = write_outputs(results, out, command="wavemix-profile " + " ".join(sys.argv[1:]))
     make_console().print(f"wrote {', '.join(str(p) for p in written)}")
     return 0

@@ -20,6 +20,7 @@ from typing import Callable, Optional, Sequence
 from matplotlib.figure import Figure
 from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
+from ..atomic import replacing
 from ..models import FAMILIES
 from ..results import Result
 from .columns import devices, family_order
@@ -210,7 +211,10 @@ CHARTS: tuple[tuple[str, Callable[[Sequence[Result]], Optional[Figure]]], ...] =
 
 
 def write_charts(results: Sequence[Result], out_dir: str | Path) -> list[Path]:
-    """Write every chart with something to plot as NAME.png and NAME.svg; return the paths written."""
+    """Write every chart with something to plot as NAME.png and NAME.svg; return the paths written.
+
+    Each file is replaced atomically: if saving fails, the previous file of that name is left as it was.
+    """
     results = list(results)
     out = Path(out_dir)
     written = []
@@ -221,6 +225,7 @@ def write_charts(results: Sequence[Result], out_dir: str | Path) -> list[Path]:
         out.mkdir(parents=True, exist_ok=True)
         for fmt in FORMATS:
             path = out / f"{name}.{fmt}"
-            fig.savefig(path, format=fmt, dpi=120, metadata={"Date": None} if fmt == "svg" else None)
+            with replacing(path) as tmp:  # a full disk mid-savefig must not leave a truncated chart
+                fig.savefig(tmp, format=fmt, dpi=120, metadata={"Date": None} if fmt == "svg" else None)
             written.append(path)
     return written

@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Iterable, Optional, Sequence
 
+from ..maxbatch import MAX_BATCH_LIMIT
 from ..models import FAMILIES
-from ..results import Result
+from ..results import MaxBatchResult, Result
 from .paper import GIB, device_of
 
 MISSING = "–"
@@ -28,6 +29,9 @@ class Label:
 ESTIMATE = Label("~", "estimated on the CPU (live tensor storage during the same training step), "
                       "not measured on a GPU")
 PREDICTED = Label(" (pred.)", "predicted from CPU memory estimates, not found by probing a GPU")
+_CAP = f"the search stopped at its limit of {MAX_BATCH_LIMIT:,} images and that still fitted: the true maximum may be larger"
+CAPPED = Label(" (cap)", _CAP)
+PREDICTED_CAPPED = Label(" (pred., cap)", f"{PREDICTED.legend}; {_CAP}")
 
 
 def format_number(value: float, unit: str) -> str:
@@ -60,8 +64,14 @@ def _max_batch(which: str) -> Callable[[Result], Optional[float]]:
     return lambda r: getattr(r, which).max_batch if getattr(r, which) else None
 
 
-def _predicted(which: str) -> Callable[[Result], Optional[Label]]:
-    return lambda r: PREDICTED if getattr(r, which) and getattr(r, which).predicted else None
+def max_batch_label(found: MaxBatchResult) -> Optional[Label]:
+    """The mark of a max-batch answer: predicted on the CPU, capped by the search's limit, both or neither."""
+    return {(True, True): PREDICTED_CAPPED, (True, False): PREDICTED,
+            (False, True): CAPPED}.get((found.predicted, found.capped))
+
+
+def _max_batch_label(which: str) -> Callable[[Result], Optional[Label]]:
+    return lambda r: max_batch_label(getattr(r, which)) if getattr(r, which) else None
 
 
 def _rate(name: str) -> Callable[[Result], Optional[float]]:
@@ -95,9 +105,9 @@ COLUMNS: tuple[Column, ...] = (
            label=lambda r: ESTIMATE if r.memory and r.memory.is_estimate else None,
            qualifier=_batch_qualifier),
     Column("max_batch_train", "max train batch", "images", "max", "max train (img)", _max_batch("max_batch_train"),
-           label=_predicted("max_batch_train"), qualifier=_budget_qualifier("max_batch_train")),
+           label=_max_batch_label("max_batch_train"), qualifier=_budget_qualifier("max_batch_train")),
     Column("max_batch_infer", "max infer batch", "images", "max", "max infer (img)", _max_batch("max_batch_infer"),
-           label=_predicted("max_batch_infer"), qualifier=_budget_qualifier("max_batch_infer")),
+           label=_max_batch_label("max_batch_infer"), qualifier=_budget_qualifier("max_batch_infer")),
     Column("train_images_per_s", "train throughput", "images/s", "max", "train (img/s)", _rate("train_images_per_s")),
     Column("infer_images_per_s", "infer throughput", "images/s", "max", "infer (img/s)", _rate("infer_images_per_s")),
 )

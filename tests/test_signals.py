@@ -1,0 +1,56 @@
+"""Signals: a run stopped by Ctrl-C, SIGTERM or SIGKILL leaves no process and no temporary file behind."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from test_isolation import alive
+
+SLEEPER = ["compare", "--models", "python:factories:tiny_cnn", "python:factories:sleeps", "--image-sizes", "16",
+           "--batch-size", "2", "--num-classes", "10", "--skip", "flops", "max-batch", "throughput"]
+
+
+def start_sleeper(tmp_path):
+    """`compare` with a first model that stores a result and a second whose forward sleeps 600 s;
+    returns the CLI process and the pid of the sleeping child, once it sleeps."""
+    pid_file, scratch = tmp_path / "pids.txt", tmp_path / "tmp"
+    scratch.mkdir()
+    env = {**os.environ, "WAVEMIX_TEST_PID_FILE": str(pid_file), "TMPDIR": str(scratch)}
+    proc = subprocess.Popen([sys.executable, "-m", "wavemix_profile", *SLEEPER, "--out", str(tmp_path / "out")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 120
+    while not pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert pid_file.exists(), "the sleeping model never started"
+    time.sleep(1.0)  # the child is now in its sleeping forward
+    return proc, int(pid_file.read_text().split()[0]), scratch
+
+
+def gone_within(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not alive(pid)
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_sigterm_or_ctrl_c_ends_with_one_line_and_takes_the_child_along(tmp_path, sig, code):
+    proc, child, scratch = start_sleeper(tmp_path)
+    proc.send_signal(sig)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == code
+    assert stderr.strip().splitlines()[-1] == "interrupted; 1 result stored, rerun with --resume"
+    assert "Traceback" not in stderr
+    assert gone_within(child, 10), "the measuring child outlived its parent"
+    assert list(scratch.glob("wavemix-profile*")) == [], "temporary files left behind"
+    assert (tmp_path / "out" / "results.jsonl").read_text().count("\n") == 1
+
+
+def test_sigkill_of_the_parent_takes_the_child_along(tmp_path):
+    proc, child, _ = start_sleeper(tmp_path)
+    proc.kill()
+    proc.communicate(timeout=60)
+    assert gone_within(child, 10), "the measuring child outlived its SIGKILLed parent"
