@@ -5,7 +5,31 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-gpu bench clean
+# The GPU machine (README, "Running the validation on a GPU") has Python 3.12 with torch, no venv and no
+# package index. `make gpu-wheels` here puts the wheels it lacks into $(WHEELS)/; there, `make gpu-install`
+# installs them and this tree into $(SITE), with $(GPU_PYTHON).
+WHEELS := .whl
+SITE ?= /tmp/wavemix-site
+GPU_PYTHON ?= python3
+# test-gpu and validate-gpu run in .venv, as `make test` does, unless there is no .venv but there are
+# wheels: the GPU machine. There they run $(GPU_PYTHON) on $(SITE). RUNTIME=venv or RUNTIME=site forces one.
+RUNTIME ?= $(if $(wildcard $(PY)),venv,$(if $(wildcard $(WHEELS)/*.whl),site,venv))
+ifeq ($(RUNTIME),site)
+# PYTHONSAFEPATH keeps the source folder wavemix_profile/, which lacks the mapped `models`, from shadowing
+# the installed package (`python -m` puts the current folder first); worker processes inherit it.
+RUN := env PYTHONSAFEPATH=1 PYTHONPATH=$(SITE) $(GPU_PYTHON)
+RUN_NEEDS := gpu-install
+else ifeq ($(RUNTIME),venv)
+RUN := $(PY)
+RUN_NEEDS := $(STAMP)
+else
+$(error RUNTIME is venv or site, not '$(RUNTIME)')
+endif
+# validate-gpu with PACK=FILE stops validate after LIMIT seconds and packs what it wrote under reports/
+# into FILE; keep LIMIT about 60 s under the device call's limit.
+LIMIT ?= 540
+
+.PHONY: demo test test-gpu bench clean gpu-wheels gpu-install validate-gpu
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,12 +43,31 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2
 
-test-gpu: $(STAMP)
-	$(PY) -m pytest -q -m gpu
+test-gpu: $(RUN_NEEDS)
+	$(RUN) -m pytest -q -m gpu
 
 bench: $(STAMP)
 	$(PY) benchmarks/dwt.py
 	$(PY) benchmarks/max_batch_search.py
 
+gpu-wheels: $(STAMP)
+	$(PY) scripts/gpu_wheels.py --dest $(WHEELS)
+
+# A fresh $(SITE) each time, and no build/ left by an earlier call, so no file of an earlier install lingers.
+# The project is installed from the tree, not from a wheel made earlier, so what runs is what was sent; its
+# build uses the carried setuptools.
+gpu-install:
+	@test -n "$(wildcard $(WHEELS)/*.whl)" || { echo "no wheels in $(WHEELS)/: run 'make gpu-wheels' where pip reaches the package index, and carry $(WHEELS)" >&2; exit 2; }
+	rm -rf $(SITE) build
+	$(GPU_PYTHON) -m pip install -q --no-index --no-deps --no-compile --target $(SITE) $(WHEELS)/*.whl
+	PYTHONPATH=$(SITE) $(GPU_PYTHON) -m pip install -q --no-index --no-deps --no-compile --no-build-isolation --upgrade --target $(SITE) .
+
+validate-gpu: $(RUN_NEEDS)
+ifdef PACK
+	scripts/pack-reports.sh $(PACK) $(LIMIT) $(RUN) -m wavemix_profile validate $(ARGS)
+else
+	$(RUN) -m wavemix_profile validate $(ARGS)
+endif
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info $(WHEELS)

@@ -13,6 +13,11 @@ from pathlib import Path
 PAPER = "Jeevan & Sethi, WaveMix: Resource-efficient Token Mixing for Images (2022)"
 # Metrics: params (M), gpu_train_batch64 (GB at batch 64), max_batch_train / max_batch_infer
 # (images, on a 16 GB GPU), train_images_per_s / infer_images_per_s.
+# Every architecture the paper compares, in its tables' order: compare's and validate's default zoo.
+PAPER_ZOO = ("ResNet-18", "ResNet-34", "ResNet-50", "ResNet-101", "2D FNet-64/5", "2D FNet-128/5",
+             "2D MLP-Mixer-64/5", "2D MLP-Mixer-128/5", "ConvMixer-256/8", "ConvMixer-256/16",
+             "ViT-128/4x4", "Hybrid ViN-128/4x4", "CCT-128/4x4", "CvT-128/4x4", "WaveMix-16/5",
+             "WaveMix-32/5", "WaveMix-64/5", "WaveMix-128/7", "WaveMix-256/7")
 METRICS = ("params", "gpu_train_batch64", "max_batch_train", "max_batch_infer",
            "train_images_per_s", "infer_images_per_s")
 

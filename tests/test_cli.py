@@ -131,8 +131,8 @@ TINY = ["--models", "python:factories:tiny_cnn", "--batch-size", "2", "--num-cla
 @pytest.mark.parametrize("args, words", [
     (["--multiple-of", "2000000"], "--multiple-of must be between 1 and 1,000,000"),
     (["--memory-budget", "1MiB"], "memory budget 1.0 MiB leaves nothing for tensors"),
-    (["--timeout", "-1"], "timeout '-1' must be a finite number of seconds >= 0"),
-    (["--keep-errors", "--timeout", "soon"], "timeout 'soon' is not a number of seconds"),
+    (["--timeout", "-1"], "argument --timeout: '-1' must be a finite number of seconds >= 0"),
+    (["--keep-errors", "--timeout", "soon"], "argument --timeout: 'soon' is not a number of seconds"),
 ])
 def test_bad_run_options_are_one_line_exit_2(tmp_path, args, words):
     run = cli("compare", *TINY, "--out", str(tmp_path / "out"), *args)

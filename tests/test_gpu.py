@@ -1,12 +1,20 @@
 """CUDA paths. Marked `gpu`: skipped without CUDA; run them on a GPU with `make test-gpu`."""
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
 from factories import tiny_cnn
+from wavemix_profile.gpu_peaks import peak_flops_per_s
 from wavemix_profile.measure import measure
+from wavemix_profile.memory import cuda_memory_result, nvml_used_reader, release_cuda_memory
+from wavemix_profile.models import create_model
+from wavemix_profile.nvml import DeviceIdentity, identity_of, open_device
 from wavemix_profile.probes import cuda_probe, emulate_budget, is_cuda_oom
 from wavemix_profile.results import Settings
-from wavemix_profile.throughput import TimingSettings, measure_throughput
+from wavemix_profile.sampling import PeakSampler
 from wavemix_profile.training import StepConfig, TrainStep
 
 pytestmark = pytest.mark.gpu
@@ -24,7 +32,7 @@ def test_measure_on_cuda_records_allocator_nvml_and_environment():
     mem = result.memory
     assert mem.method == "cuda-allocator" and not mem.is_estimate
     assert mem.params_bytes < mem.peak_train_bytes <= mem.reserved_train_bytes
-    assert mem.nvml_train_bytes is None or mem.nvml_train_bytes >= mem.reserved_train_bytes
+    assert mem.nvml_peak_train_bytes is None or mem.nvml_peak_train_bytes >= mem.reserved_train_bytes
     assert result.throughput.timer == "cuda-events" and result.throughput.precision == "fp16"
     assert result.environment.device_memory_bytes > 0 and result.environment.cudnn_benchmark is not None
 
@@ -66,9 +74,81 @@ def test_found_max_batch_fits_and_the_next_does_not():
     assert usable > 0
 
 
-def test_cuda_throughput_uses_events_and_reports_mfu_for_known_devices():
-    step = cuda_step(amp="bf16")
-    result = measure_throughput(step, TimingSettings(batch_size=64, warmup=3, iterations=10, repeats=3), image_size=32,
-                                peak_flops_per_s=1e15, flops_per_image=(3_000_000, 1_000_000))
-    assert result.timer == "cuda-events" and result.train_images_per_s > 0
-    assert result.train_mfu == pytest.approx(result.train_images_per_s * 3_000_000 / 1e15)
+def test_cuda_throughput_mfu_comes_from_the_device_name_and_energy_from_nvml():
+    result = measure(Settings(model="ResNet-18", image_size=32, batch_size=256, device="cuda", amp="bf16",
+                              throughput_batch_size=256, warmup_steps=5, timed_iterations=20, repeats=3,
+                              skip=("memory", "max-batch")))
+    assert result.ok, result.error
+    timing, env = result.throughput, result.environment
+    assert timing.timer == "cuda-events" and timing.train_images_per_s > 0
+    peak = peak_flops_per_s(env.device_name, "bf16")
+    if peak is None:
+        assert timing.train_mfu is None, f"{env.device_name} is not in gpu_peaks.CARDS"
+    else:
+        assert timing.train_mfu == pytest.approx(
+            timing.train_images_per_s * result.flops.train_step_flops_per_image / peak)
+        assert 0 < timing.train_mfu < 1 and 0 < timing.infer_mfu < 1
+    if torch.cuda.get_device_capability(0) >= (7, 0):  # NVML's energy counter: Volta and newer
+        assert timing.energy_source == "nvml", timing.energy_note
+        assert timing.train_joules_per_image > 0 and timing.infer_joules_per_image > 0
+        assert 1 < timing.train_watts < 2000 and 1 < timing.infer_watts < 2000
+
+
+def test_nvml_handle_is_the_card_torch_calls_cuda_0():
+    import pynvml
+    identity = identity_of(torch.device("cuda", 0))
+    device = open_device(identity)
+    nvml_uuid = pynvml.nvmlDeviceGetUUID(device.handle)
+    nvml_uuid = nvml_uuid.decode() if isinstance(nvml_uuid, bytes) else nvml_uuid
+    assert nvml_uuid.split("-", 1)[1] == str(torch.cuda.get_device_properties(0).uuid)
+    if identity.pci_bus_id:
+        bus = pynvml.nvmlDeviceGetPciInfo(device.handle).busId
+        assert (bus.decode() if isinstance(bus, bytes) else bus).lower() == identity.pci_bus_id
+        by_bus = open_device(DeviceIdentity(uuid=None, pci_bus_id=identity.pci_bus_id))
+        assert pynvml.nvmlDeviceGetUUID(by_bus.handle) == pynvml.nvmlDeviceGetUUID(device.handle)
+
+
+def test_under_cuda_visible_devices_the_last_card_is_found_by_uuid():
+    # A child that sees only the machine's last card calls it cuda:0; NVML still calls it by its own index.
+    import pynvml
+    pynvml.nvmlInit()
+    last = pynvml.nvmlDeviceGetCount() - 1
+    expected = pynvml.nvmlDeviceGetUUID(pynvml.nvmlDeviceGetHandleByIndex(last))
+    code = ("import torch, pynvml\n"
+            "from wavemix_profile.nvml import identity_of, open_device\n"
+            "print(pynvml.nvmlDeviceGetUUID(open_device(identity_of(torch.device('cuda', 0))).handle))\n")
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": str(last), "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == (expected.decode() if isinstance(expected, bytes) else expected)
+
+
+def test_sampled_nvml_peak_covers_what_the_allocator_reserved():
+    step = cuda_step()
+    x, y = step.batch(512, 32)
+    torch.cuda.reset_peak_memory_stats()
+    with PeakSampler(nvml_used_reader(torch.device("cuda"))) as sampler:
+        for _ in range(5):
+            step.train(x, y)
+        torch.cuda.synchronize()
+    assert sampler.readings >= 2 and sampler.peak is not None
+    # NVML's used memory holds the allocator's reserve plus the CUDA context
+    assert sampler.peak >= torch.cuda.max_memory_reserved()
+
+
+def test_measured_inference_peak_is_a_fresh_models():
+    # ResNet-18's Adam state (about 90 MB) would stand out if the training step's leftovers were counted.
+    config = StepConfig(device=torch.device("cuda"), amp="fp16", num_classes=100)
+
+    def build():
+        return create_model("ResNet-18", num_classes=100, image_size=32)
+
+    memory = cuda_memory_result(TrainStep(build(), config), batch=64, image_size=32, warmup_steps=2)
+    release_cuda_memory()
+    fresh = TrainStep(build(), config)
+    probed = cuda_probe(fresh, "infer", batch=64, image_size=32)
+    del fresh
+    release_cuda_memory()
+    tolerance = 2 * 2**20  # allocator rounding and cuDNN workspace choices, far below Adam's state
+    assert memory.optimizer_state_bytes > 20 * tolerance
+    assert abs(memory.peak_infer_bytes - probed.peak_bytes) <= tolerance

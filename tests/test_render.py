@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from wavemix_profile.render.charts import (memory_vs_params, max_batch, paper_vs_measured, throughput,
-                                           write_charts)
+from wavemix_profile.render.charts import (images_per_joule, memory_vs_params, max_batch, paper_vs_measured,
+                                           throughput, write_charts)
 from wavemix_profile.render.columns import comparison_grids
 from wavemix_profile.render.csv import COLUMNS, render_csv
 from wavemix_profile.render.markdown import render_markdown
@@ -33,7 +33,8 @@ FIXTURE = HERE / "data" / "results_fixture.jsonl"
 GOLDEN_MD = HERE / "golden" / "report.md"
 GOLDEN_CSV = HERE / "golden" / "results.csv"
 COMMAND = "wavemix-profile compare --models ResNet-18 ConvMixer-256/16 CCT-128/4x4 'WaveMix-*/7' --image-sizes 32 64"
-CHART_FILES = ["memory_vs_params.png", "throughput.png", "max_batch.png", "paper_vs_measured.png"]
+CHART_FILES = ["memory_vs_params.png", "throughput.png", "images_per_joule.png", "max_batch.png",
+               "paper_vs_measured.png"]
 GIB = 2**30
 H100 = "NVIDIA H100 80GB HBM3"
 CPU = "CPU: AMD EPYC 7B13"
@@ -144,7 +145,9 @@ def test_best_value_highlighting_picks_the_right_cell(on_h100):
             for j, col in enumerate(grid.columns)}
     assert best == {"params": ["CCT-128/4x4"], "macs": ["WaveMix-128/7"], "memory": ["ResNet-18"],
                     "max_batch_train": ["ResNet-18"], "max_batch_infer": ["ResNet-18"],
-                    "train_images_per_s": ["ResNet-18"], "infer_images_per_s": ["ResNet-18"]}
+                    "train_images_per_s": ["ResNet-18"], "infer_images_per_s": ["ResNet-18"],
+                    "train_mfu": ["ResNet-18"], "infer_mfu": ["ResNet-18"],
+                    "train_images_per_joule": ["ResNet-18"], "infer_images_per_joule": ["ResNet-18"]}
     table = comparison_table(grid)
     params = cell_texts(table, "params (M)")
     styled = [models[i] for i, cell in enumerate(params) if cell.style == BEST_STYLE]
@@ -158,13 +161,13 @@ def test_error_row_is_shown_not_fatal(results):
     grid = comparison_grids(results)[1]
     row = next(r for r in grid.rows if r.model == "CCT-128/4x4")
     assert row.error.startswith("OutOfMemoryError") and row.cells == ()
-    console = Console(record=True, width=250)
+    console = Console(record=True, width=320)
     print_comparison(results, console=console)
     text = console.export_text()
     assert "error: OutOfMemoryError: CUDA out of memory." in text and "WaveMix-256/7" in text
     line = next(l for l in render_markdown(results, command=None).splitlines()
                 if l.startswith("| CCT-128/4x4") and "error" in l)
-    assert line.count("|") == 1 + 3 + 7 and "error: OutOfMemoryError" in line  # every cell of the row kept
+    assert line.count("|") == 1 + 3 + 11 and "error: OutOfMemoryError" in line  # every cell of the row kept
 
 
 def test_device_column_only_for_several_devices(results, on_h100):
@@ -224,6 +227,9 @@ def test_charts_with_nothing_to_plot_are_skipped(results, tmp_path):
     untimed = [dataclasses.replace(r, throughput=None) for r in results]
     names = {p.stem for p in write_charts(untimed, tmp_path / "untimed")}
     assert names == {"memory_vs_params", "max_batch", "paper_vs_measured"}
+    cpu_only = [r for r in results if r.environment and r.environment.device_name == CPU]
+    names = {p.stem for p in write_charts(cpu_only, tmp_path / "cpu")}
+    assert "throughput" in names and "images_per_joule" not in names  # no energy read: no chart
 
 
 def test_memory_scatter_plots_the_results(results):
@@ -285,6 +291,90 @@ def test_paper_vs_measured_bars_are_the_ratios(results):
         key = c.model + (f" [{c.device_name}]" if c.model in several else "")
         assert heights[f"{key}|{c.metric}|{c.image_size}|{c.table}"] == pytest.approx(c.ratio)
     assert any(list(line.get_ydata()) == [1.0, 1.0] for line in ax.get_lines())
+
+
+# --- MFU and energy -----------------------------------------------------------------------------
+
+def test_mfu_and_images_per_joule_cells_for_gpu_rows_dashes_for_the_cpu(results):
+    grid = comparison_grids(results)[0]
+    texts = {(row.model, row.device): {c.key: cell.text for c, cell in zip(grid.columns, row.cells)}
+             for row in grid.rows}
+    gpu = texts[("ResNet-18", H100)]
+    stored = find(results, "ResNet-18", 32).throughput
+    # train MFU 9850 img/s x 3.3396 GFLOP / 989.5 TFLOP/s = 3.32%; 412 W at 9850 img/s = 23.9 images/J
+    assert stored.train_mfu == pytest.approx(0.033244, abs=1e-6)
+    assert (gpu["train_mfu"], gpu["infer_mfu"]) == ("3.3", "3.5")
+    assert (gpu["train_images_per_joule"], gpu["infer_images_per_joule"]) == ("23.9", "109")
+    cpu = texts[("WaveMix-128/7", CPU)]
+    assert [cpu[k] for k in ("train_mfu", "infer_mfu", "train_images_per_joule", "infer_images_per_joule")] == ["–"] * 4
+    console = Console(record=True, width=300)
+    console.print(comparison_table(grid))
+    text = console.export_text()
+    assert "train MFU (%)" in text and "infer (img/J)" in text and "MFU: model FLOPs utilisation" in text
+
+
+def test_gpu_only_columns_are_left_out_where_no_row_has_them(results):
+    cpu_only = [r for r in results if r.environment and r.environment.device_name == CPU]
+    keys = [c.key for c in comparison_grids(cpu_only)[0].columns]
+    assert keys == ["params", "macs", "memory", "max_batch_train", "max_batch_infer", "train_images_per_s",
+                    "infer_images_per_s"]
+    report = render_markdown(cpu_only, command=None)
+    assert "MFU" not in report and "images/J" not in report
+    # the report still says why there is no energy figure
+    assert "| energy counter | none: no RAPL energy counters: /sys/class/powercap does not exist" in report
+
+
+def test_report_names_the_energy_counter_per_device(results):
+    row = next(l for l in render_markdown(results, command=None).splitlines() if l.startswith("| energy counter |"))
+    assert row.split(" | ")[1] == "NVML total energy (whole GPU board)" and "none: no RAPL" in row.split(" | ")[2]
+
+
+def test_csv_carries_mfu_and_energy_with_units_in_the_names(results):
+    rows = list(csv.DictReader(io.StringIO(render_csv(results))))
+    gpu = rows[results.index(find(results, "WaveMix-128/7", 64))]
+    timing = find(results, "WaveMix-128/7", 64).throughput
+    assert float(gpu["train_mfu"]) == timing.train_mfu and float(gpu["infer_mfu"]) == timing.infer_mfu
+    assert float(gpu["train_joules_per_image"]) == pytest.approx(412.0 / 2131.1)
+    assert float(gpu["train_images_per_joule"]) == pytest.approx(2131.1 / 412.0)
+    assert (gpu["train_watts"], gpu["infer_watts"], gpu["energy_source"]) == ("412.0", "287.0", "nvml")
+    assert int(gpu["nvml_peak_train_bytes"]) == find(results, "WaveMix-128/7", 64).memory.nvml_peak_train_bytes
+    cpu = rows[results.index(find(results, "WaveMix-128/7", 32, CPU))]
+    assert cpu["train_mfu"] == cpu["train_images_per_joule"] == cpu["energy_source"] == ""
+    assert cpu["energy_note"].startswith("no RAPL energy counters")
+
+
+def test_throughput_chart_writes_mfu_over_gpu_bars_only(results):
+    fig = throughput(results)
+    train = fig.axes[0]
+    notes = {t.get_gid(): t.get_text() for t in train.texts}
+    assert notes["32×32 px|ResNet-18"] == "3.3%" and notes["64×64 px|WaveMix-256/7"] == "2.1%"
+    assert not any(CPU in gid for gid in notes)  # the CPU row has a bar but no MFU
+    assert ("32×32 px", f"WaveMix-128/7 [{CPU}]") in bars(train)
+    assert "MFU" in fig.get_suptitle()
+
+
+def test_images_per_joule_bars_are_the_inverse_of_joules_per_image(results):
+    fig = images_per_joule(results)
+    train, infer = fig.axes
+    for ax, mode in ((train, "train"), (infer, "infer")):
+        expected = {(f"{r.settings.image_size}×{r.settings.image_size} px", r.model_name):
+                    1 / getattr(r.throughput, f"{mode}_joules_per_image")
+                    for r in results if r.ok and r.environment.device_name == H100}
+        assert bars(ax) == pytest.approx(expected)
+    assert "NVML" in fig.get_suptitle()
+    assert images_per_joule([r for r in results if r.environment and r.environment.device_name == CPU]) is None
+
+
+def test_records_written_before_mfu_and_energy_still_read_and_render():
+    line = json.loads(FIXTURE.read_text(encoding="utf-8").splitlines()[0])
+    for key in ("train_mfu", "infer_mfu", "train_joules_per_image", "infer_joules_per_image", "train_watts",
+                "infer_watts", "energy_source", "energy_note"):
+        del line["throughput"][key]
+    del line["memory"]["nvml_peak_train_bytes"], line["memory"]["nvml_peak_infer_bytes"]
+    old = result_from_dict(line)
+    assert old.throughput.train_images_per_joule is None and old.memory.nvml_peak_train_bytes is None
+    assert [c.key for c in comparison_grids([old])[0].columns][-1] == "infer_images_per_s"
+    assert render_csv([old]).splitlines()[1].count(",") == len(COLUMNS) - 1
 
 
 # --- torch-free -----------------------------------------------------------------------------------

@@ -40,20 +40,20 @@ _positive_int = _at_least_one("value")
 _image_size = _at_least_one("image size")
 
 
-def _timeout(text: str) -> float:
-    """--timeout: seconds >= 0; 0 means no limit."""
+def _seconds(text: str) -> float:
+    """A time limit in seconds >= 0; 0 means none."""
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"timeout {text!r} is not a number of seconds") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
     if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"timeout {text!r} must be a finite number of seconds >= 0 (0: no limit)")
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number of seconds >= 0 (0: no limit)")
     return value
 
 
 def _add_timeout(p: argparse.ArgumentParser) -> None:
     from .isolation import DEFAULT_TIMEOUT_S
-    p.add_argument("--timeout", type=_timeout, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
+    p.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
                    help=f"time limit of one measurement (one model at one size); past it the measuring process "
                         f"is killed and the row says so (default {DEFAULT_TIMEOUT_S:g}; 0: no limit)")
 
@@ -127,6 +127,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_measure_options(p, single_size=True)
     p.add_argument("--depth", type=_positive_int, default=2, help="module nesting depth shown (default 2)")
     p.set_defaults(func=lambda a: _run("profile", "run_profile", a))
+
+    p = sub.add_parser("validate", help="check every CUDA path on this GPU and write the reference reports",
+                       epilog="examples:\n  wavemix-profile validate --list\n"
+                              "  wavemix-profile validate --time-limit 520    # stops cleanly; rerun to continue\n"
+                              "  wavemix-profile validate --rehearse --out /tmp/rehearsal   # the same, on the CPU",
+                       formatter_class=RAW)
+    from .validation.plan import STAGE_NAMES
+    p.add_argument("--stage", nargs="+", choices=STAGE_NAMES, metavar="STAGE",
+                   help=f"run these stages only: {', '.join(STAGE_NAMES)} (default: all, in that order)")
+    p.add_argument("--list", action="store_true", help="print each stage, what is left and its expected time; run nothing")
+    p.add_argument("--time-limit", type=_seconds, default=0, metavar="SECONDS",
+                   help="start no work that would end past this many seconds; rerun to continue (default 0: none)")
+    p.add_argument("--rehearse", action="store_true",
+                   help="run the whole pipeline on the CPU with two small models; every figure is labelled")
+    p.add_argument("--device", default=None, help="cuda or cuda:N (default cuda)")
+    p.add_argument("--out", default=None, metavar="DIR", help="output folder (default reports/<device-slug>/)")
+    p.set_defaults(func=lambda a: _run("validate", "run_validate", a))
 
     p = sub.add_parser("report", help="re-render tables, files and charts from stored results, without measuring",
                        epilog="examples:\n  wavemix-profile report reports/cpu/results.jsonl\n"

@@ -1,34 +1,116 @@
 """Dense peak FLOP/s of common GPUs, for model FLOPs utilisation (MFU).
 
-Vendor datasheet figures without sparsity, in FLOP/s: tensor-core fp16/bf16 with fp32
-accumulation, and plain fp32 (no TF32). Matched by the first key found in the device name
-(longest keys first, so "H100 PCIe" wins over "H100"). Unknown devices give None: MFU stays empty.
+Vendor datasheet figures without sparsity, in FLOP/s: tensor-core fp16 and bf16 with fp32
+accumulation, and plain fp32 (no TF32). A device is found by its exact name as
+`torch.cuda.get_device_name` reports it, after :func:`normalise_name` (case, punctuation and the
+vendor's brand words do not count), never by a substring: "NVIDIA L40" is not an "NVIDIA L4", and
+an "NVIDIA H100 NVL" is not the SXM part. Unknown devices give None, and MFU stays empty.
+
+Left out on purpose: the A10G (AWS's part; NVIDIA publishes no datasheet for it) and the H100 NVL
+and H200 NVL (their datasheets changed their per-GPU figures between editions).
 """
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+from typing import Optional
+
 TERA = 1e12
-# name fragment: (fp16/bf16 tensor, fp32)
-PEAKS: dict[str, tuple[float, float]] = {
-    "H200": (989 * TERA, 67 * TERA),
-    "H100 PCIe": (756 * TERA, 51 * TERA),
-    "H100": (989 * TERA, 67 * TERA),
-    "A100": (312 * TERA, 19.5 * TERA),
-    "A10G": (70 * TERA, 31.2 * TERA),
-    "A10": (125 * TERA, 31.2 * TERA),
-    "L40S": (362 * TERA, 91.6 * TERA),
-    "L4": (121 * TERA, 30.3 * TERA),
-    "V100": (125 * TERA, 15.7 * TERA),
-    "T4": (65 * TERA, 8.1 * TERA),
-    "RTX A6000": (155 * TERA, 38.7 * TERA),
-    "RTX 4090": (165 * TERA, 82.6 * TERA),
-    "RTX 3090": (71 * TERA, 35.6 * TERA),
+PRECISIONS = ("fp16", "bf16", "fp32")
+
+
+@dataclass(frozen=True)
+class Peak:
+    """Dense peaks of one card, FLOP/s; bf16 is None where the tensor cores have no bf16 (pre-Ampere)."""
+
+    fp16: float
+    bf16: Optional[float]
+    fp32: float
+    source: str
+
+    def for_precision(self, precision: str) -> Optional[float]:
+        return {"fp16": self.fp16, "bf16": self.bf16, "fp32": self.fp32}[precision]
+
+
+def _dense(with_sparsity_tflops: float) -> float:
+    """Datasheets that print only the 2:4-sparsity figure: dense is half of it."""
+    return with_sparsity_tflops / 2 * TERA
+
+
+H100_SXM = Peak(_dense(1979), _dense(1979), 67 * TERA, "NVIDIA H100 Tensor Core GPU datasheet (SXM)")
+H100_PCIE = Peak(_dense(1513), _dense(1513), 51 * TERA, "NVIDIA H100 Tensor Core GPU datasheet (PCIe)")
+H200_SXM = Peak(_dense(1979), _dense(1979), 67 * TERA, "NVIDIA H200 Tensor Core GPU datasheet (SXM)")
+A100 = Peak(312 * TERA, 312 * TERA, 19.5 * TERA, "NVIDIA A100 Tensor Core GPU datasheet (SXM and PCIe)")
+V100_SXM2 = Peak(125 * TERA, None, 15.7 * TERA, "NVIDIA V100 Tensor Core GPU datasheet (SXM2)")
+V100_PCIE = Peak(112 * TERA, None, 14 * TERA, "NVIDIA V100 Tensor Core GPU datasheet (PCIe)")
+V100S_PCIE = Peak(130 * TERA, None, 16.4 * TERA, "NVIDIA V100 Tensor Core GPU datasheet (V100S PCIe)")
+T4 = Peak(65 * TERA, None, 8.1 * TERA, "NVIDIA T4 Tensor Core GPU datasheet (mixed precision)")
+L4 = Peak(_dense(242), _dense(242), 30.3 * TERA, "NVIDIA L4 Tensor Core GPU datasheet")
+L40 = Peak(181.05 * TERA, 181.05 * TERA, 90.5 * TERA, "NVIDIA L40 GPU datasheet (fp32 accumulate)")
+L40S = Peak(362.05 * TERA, 362.05 * TERA, 91.6 * TERA, "NVIDIA L40S GPU datasheet")
+A10 = Peak(125 * TERA, 125 * TERA, 31.2 * TERA, "NVIDIA A10 Tensor Core GPU datasheet")
+RTX_A6000 = Peak(_dense(309.7), _dense(309.7), 38.7 * TERA, "NVIDIA RTX A6000 datasheet")
+RTX_4090 = Peak(165.2 * TERA, 165.2 * TERA, 82.6 * TERA, "NVIDIA Ada GPU architecture whitepaper (fp32 accumulate)")
+RTX_3090 = Peak(71 * TERA, 71 * TERA, 35.6 * TERA, "NVIDIA Ampere GA102 GPU architecture whitepaper (fp32 accumulate)")
+
+# The names torch.cuda.get_device_name (and NVML) report for each card.
+CARDS: dict[str, Peak] = {
+    "NVIDIA H100 80GB HBM3": H100_SXM,
+    "NVIDIA H100 PCIe": H100_PCIE,
+    "NVIDIA H200": H200_SXM,
+    "NVIDIA A100-SXM4-80GB": A100,
+    "NVIDIA A100-SXM4-40GB": A100,
+    "NVIDIA A100 80GB PCIe": A100,
+    "NVIDIA A100-PCIE-40GB": A100,
+    "Tesla V100-SXM2-16GB": V100_SXM2,
+    "Tesla V100-SXM2-32GB": V100_SXM2,
+    "Tesla V100-PCIE-16GB": V100_PCIE,
+    "Tesla V100-PCIE-32GB": V100_PCIE,
+    "Tesla V100S-PCIE-32GB": V100S_PCIE,
+    "Tesla T4": T4,
+    "NVIDIA L4": L4,
+    "NVIDIA L40": L40,
+    "NVIDIA L40S": L40S,
+    "NVIDIA A10": A10,
+    "NVIDIA RTX A6000": RTX_A6000,
+    "NVIDIA GeForce RTX 4090": RTX_4090,
+    "NVIDIA GeForce RTX 3090": RTX_3090,
 }
 
+# Brand words a driver may or may not put before the model ("Tesla T4", "NVIDIA GeForce RTX 4090").
+_BRAND_WORDS = {"nvidia", "tesla", "geforce"}
 
-def peak_flops_per_s(device_name: str, precision: str) -> float | None:
-    """Peak FLOP/s for `precision` ("fp16", "bf16" or "fp32") on the named device, or None."""
-    for key in sorted(PEAKS, key=len, reverse=True):
-        if key.lower() in device_name.lower():
-            half, single = PEAKS[key]
-            return single if precision == "fp32" else half
-    return None
+
+def normalise_name(device_name: str) -> str:
+    """Lower case, every run of spaces and punctuation one space, leading brand words dropped:
+    "NVIDIA A100-SXM4-80GB" -> "a100 sxm4 80gb"."""
+    words = re.sub(r"[^0-9a-z]+", " ", device_name.casefold()).split()
+    while words and words[0] in _BRAND_WORDS:
+        words.pop(0)
+    return " ".join(words)
+
+
+def _index(cards: dict[str, Peak]) -> dict[str, Peak]:
+    index: dict[str, Peak] = {}
+    for name, peak in cards.items():
+        key = normalise_name(name)
+        if key in index:
+            raise ValueError(f"two GPU names normalise to {key!r}")
+        index[key] = peak
+    return index
+
+
+_BY_KEY = _index(CARDS)
+
+
+def find_peak(device_name: str) -> Optional[Peak]:
+    """The card's datasheet peaks, or None for a device not in CARDS."""
+    return _BY_KEY.get(normalise_name(device_name))
+
+
+def peak_flops_per_s(device_name: str, precision: str) -> Optional[float]:
+    """Dense peak FLOP/s for `precision` ("fp16", "bf16" or "fp32") on the named device, or None."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; accepted: {', '.join(PRECISIONS)}")
+    peak = find_peak(device_name)
+    return None if peak is None else peak.for_precision(precision)

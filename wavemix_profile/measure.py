@@ -96,8 +96,8 @@ def measure(settings: Settings, *, on_event: Callable[[Event], None] | None = No
 
     def stage(name: str) -> None:
         on_event(Stage(name))
-    config = StepConfig(device=device, amp=settings.amp, channels_last=settings.channels_last,
-                        compile=settings.compile, num_classes=settings.num_classes)
+
+    config = StepConfig.of(settings)
 
     def build():
         return source.build(num_classes=settings.num_classes, image_size=settings.image_size)
@@ -136,12 +136,14 @@ def measure(settings: Settings, *, on_event: Callable[[Event], None] | None = No
                     build, config, settings, mode=mode, estimator=estimator,
                     on_probe=lambda p, m=mode: on_event(Probe(m, p.batch, p.fits, p.peak_bytes)))
 
+    environment = collect_environment(device)
     if "throughput" not in settings.skip:
         stage("throughput")
-        fields["throughput"] = _throughput(build, config, settings, fields.get("flops"))
+        fields["throughput"] = _throughput(build, config, settings, fields.get("flops"),
+                                           device_name=environment.device_name)
 
     return Result(settings=settings, model_name=source.display_name, family=source.family,
-                  environment=collect_environment(device), wall_s=time.perf_counter() - began,
+                  environment=environment, wall_s=time.perf_counter() - began,
                   created_at=_now(), **fields)
 
 
@@ -179,16 +181,18 @@ def _memory(build, config: StepConfig, settings: Settings, estimator=None):
                              image_size=settings.image_size)
 
 
-def _throughput(build, config: StepConfig, settings: Settings, flops: FlopsResult | None):
+def _throughput(build, config: StepConfig, settings: Settings, flops: FlopsResult | None, *, device_name: str):
+    """Images/s, MFU (the peak looked up by `device_name`, the environment's name for the device:
+    an unknown device, every CPU among them, gets none) and energy (energy.open_energy_meter)."""
+    from .energy import open_energy_meter
     from .gpu_peaks import peak_flops_per_s
     from .throughput import TimingSettings, measure_throughput
     from .training import timed_precision
     timing = TimingSettings(batch_size=settings.throughput_batch_size or settings.batch_size,
                             warmup=settings.warmup_steps, iterations=settings.timed_iterations,
                             repeats=settings.repeats)
-    peak = None
-    if config.device.type == "cuda":
-        peak = peak_flops_per_s(torch.cuda.get_device_name(config.device), timed_precision(config.amp, config.device))
+    peak = peak_flops_per_s(device_name, timed_precision(config.amp, config.device))
     per_image = (flops.train_step_flops_per_image, flops.forward_flops_per_image) if flops else None
     return measure_throughput(TrainStep(build(), config), timing, image_size=settings.image_size,
-                              peak_flops_per_s=peak, flops_per_image=per_image)
+                              peak_flops_per_s=peak, flops_per_image=per_image,
+                              energy=open_energy_meter(config.device))

@@ -1,9 +1,16 @@
 """Peak memory of a training step and an inference pass.
 
+What is counted. Training: one step after warm-up steps, so Adam's state exists, as on every real
+step after the first; weights, gradients, optimizer state, the batch and its labels, activations and
+temporaries. Inference: a freshly built model's pass; its weights and buffers, the input batch, and
+what the pass allocates (activations, temporaries, logits); no optimizer state, no gradients, no
+labels. The CUDA measurement, the CUDA max-batch probes (probes.py) and the CPU estimate all count
+inference so; a measurement that follows a training step drops what the step left first.
+
 CUDA: measured. torch.cuda.max_memory_allocated / max_memory_reserved around the measured step
-(statistics reset just before it, after warm-up steps so Adam's state exists), and the device-level
-used memory from NVML, which is what nvidia-smi shows (it adds the CUDA context and the allocator's
-cache).
+(statistics reset just before it), and the device-level used memory from NVML, which is what
+nvidia-smi shows (it adds the CUDA context and the allocator's cache), sampled about every 10 ms
+during the step, its largest reading kept.
 
 CPU: an estimate. The same step runs under FakeTensorMode (shapes and dtypes, no data, so any
 batch size costs about the same to estimate) while a dispatch-mode tracker adds up the storage of
@@ -16,7 +23,7 @@ from __future__ import annotations
 import gc
 import weakref
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional, Protocol
 
 import torch
 import torch.nn as nn
@@ -24,6 +31,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 from .results import MemoryResult
+from .sampling import PeakSampler
 from .training import StepConfig, TrainStep, optimizer_state_bytes, param_bytes
 
 
@@ -105,7 +113,9 @@ class CpuEstimator:
         return optimizer_state_bytes(self.step.optimizer)
 
     def peak(self, mode: str, *, batch: int, image_size: int) -> int:
-        """Estimated peak bytes of one training step ("train") or inference pass ("infer")."""
+        """Estimated peak bytes of one training step ("train") or inference pass ("infer"). Inference
+        counts weights, buffers, the input and what the pass allocates: the fake Adam state of an
+        earlier training estimate is alive but, as for a freshly built model, not counted."""
         with self._mode:
             x, y = self.step.batch(batch, image_size)
             if mode == "train":
@@ -159,40 +169,117 @@ def release_cuda_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def nvml_used_bytes(device: torch.device) -> int | None:
-    """Device-level used memory, as nvidia-smi reports it; None without NVML."""
-    try:
-        import pynvml
-        pynvml.nvmlInit()
-        handle = pynvml.nvmlDeviceGetHandleByIndex(device.index or 0)
-        return int(pynvml.nvmlDeviceGetMemoryInfo(handle).used)
-    except Exception:  # no driver, no library, or a virtualised device without NVML
+def drop_training_state(step: TrainStep) -> None:
+    """Free what a training step leaves that inference does not hold: gradients and the optimizer's
+    state (the next training step allocates them again). Labels are the caller's to drop."""
+    step.optimizer.zero_grad(set_to_none=True)
+    step.optimizer.state.clear()
+
+
+class PeakCounter(Protocol):
+    """Peak statistics of an allocator: `reset` makes the peak what is allocated now."""
+
+    def reset(self) -> None: ...
+
+    def peak_bytes(self) -> int: ...
+
+    def reserved_bytes(self) -> Optional[int]: ...
+
+
+class CudaAllocatorCounter:
+    """torch.cuda's allocator statistics: max_memory_allocated (tensors) and max_memory_reserved (cache)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+
+    def reset(self) -> None:
+        torch.cuda.synchronize(self.device)
+        torch.cuda.reset_peak_memory_stats(self.device)
+
+    def peak_bytes(self) -> int:
+        torch.cuda.synchronize(self.device)  # the queued kernels must have run (and allocated) first
+        return torch.cuda.max_memory_allocated(self.device)
+
+    def reserved_bytes(self) -> Optional[int]:
+        return torch.cuda.max_memory_reserved(self.device)
+
+
+class LiveStorageCounter:
+    """The CUDA allocator's statistics stood in for on the CPU: the bytes of every tensor storage
+    made inside the context and still alive. Open it before building the model, so its weights count
+    as they do on a GPU; it stands in for the allocator where the CUDA paths are tested on the CPU."""
+
+    def __init__(self):
+        self.tracker = LiveStorageTracker()
+
+    def __enter__(self) -> "LiveStorageCounter":
+        self.tracker.__enter__()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.tracker.__exit__(*exc_info)
+
+    def reset(self) -> None:
+        gc.collect()
+        self.tracker.peak_bytes = self.tracker.current_bytes
+
+    def peak_bytes(self) -> int:
+        return self.tracker.peak_bytes
+
+    def reserved_bytes(self) -> Optional[int]:
         return None
 
 
-def cuda_memory_result(step: TrainStep, *, batch: int, image_size: int, warmup_steps: int) -> MemoryResult:
-    """Measured peaks on CUDA for one training step after warm-up, and for one inference pass."""
-    device = step.config.device
+def nvml_used_reader(device: torch.device) -> Optional[Callable[[], Optional[int]]]:
+    """A function returning the device's used memory as NVML reports it, or None without NVML."""
+    from .nvml import NvmlUnavailable, open_torch_device
+    try:
+        return open_torch_device(device).used_bytes
+    except NvmlUnavailable:  # no driver, no library, or a virtualised device without NVML
+        return None
+
+
+def _max_int(value: Optional[float]) -> Optional[int]:
+    return None if value is None else int(value)
+
+
+def measure_step_peaks(step: TrainStep, counter: PeakCounter, *, batch: int, image_size: int,
+                       warmup_steps: int, method: str,
+                       device_used: Optional[Callable[[], Optional[int]]] = None) -> MemoryResult:
+    """Peak bytes of one training step after warm-up, then of one inference pass as a fresh model
+    would run it: gradients, optimizer state and labels are dropped first, the input batch is kept.
+
+    `counter` gives the allocator's peaks (CudaAllocatorCounter on a GPU); `device_used`, when given,
+    is sampled about every 10 ms during each (NVML's used memory) and its largest reading kept.
+    """
     x, y = step.batch(batch, image_size)
     for _ in range(max(1, warmup_steps)):
         step.train(x, y)
-    torch.cuda.synchronize(device)
-    torch.cuda.reset_peak_memory_stats(device)
-    step.train(x, y)
-    torch.cuda.synchronize(device)
-    train_alloc = torch.cuda.max_memory_allocated(device)
-    train_reserved = torch.cuda.max_memory_reserved(device)
-    train_nvml = nvml_used_bytes(device)
+    counter.reset()
+    with PeakSampler(device_used) as train_used:
+        step.train(x, y)
+        train_peak = counter.peak_bytes()
+    train_reserved = counter.reserved_bytes()
     params, opt = param_bytes(step.model), optimizer_state_bytes(step.optimizer)
     grads = sum(p.numel() * p.element_size() for p in step.model.parameters() if p.requires_grad)
+    del y
+    drop_training_state(step)
     release_cuda_memory()
-    torch.cuda.reset_peak_memory_stats(device)
-    step.infer(x)
-    torch.cuda.synchronize(device)
+    counter.reset()
+    with PeakSampler(device_used) as infer_used:
+        step.infer(x)
+        infer_peak = counter.peak_bytes()
     return MemoryResult(
-        method="cuda-allocator", batch_size=batch, peak_train_bytes=train_alloc,
-        peak_infer_bytes=torch.cuda.max_memory_allocated(device),
-        reserved_train_bytes=train_reserved, reserved_infer_bytes=torch.cuda.max_memory_reserved(device),
-        nvml_train_bytes=train_nvml, nvml_infer_bytes=nvml_used_bytes(device),
+        method=method, batch_size=batch, peak_train_bytes=train_peak, peak_infer_bytes=infer_peak,
+        reserved_train_bytes=train_reserved, reserved_infer_bytes=counter.reserved_bytes(),
+        nvml_peak_train_bytes=_max_int(train_used.peak), nvml_peak_infer_bytes=_max_int(infer_used.peak),
         params_bytes=params, grads_bytes=grads, optimizer_state_bytes=opt,
-        activations_train_bytes=max(0, train_alloc - params - grads - opt))
+        activations_train_bytes=max(0, train_peak - params - grads - opt))
+
+
+def cuda_memory_result(step: TrainStep, *, batch: int, image_size: int, warmup_steps: int) -> MemoryResult:
+    """Measured peaks on CUDA (measure_step_peaks with the allocator's statistics and NVML sampled)."""
+    device = step.config.device
+    return measure_step_peaks(step, CudaAllocatorCounter(device), batch=batch, image_size=image_size,
+                              warmup_steps=warmup_steps, method="cuda-allocator",
+                              device_used=nvml_used_reader(device))

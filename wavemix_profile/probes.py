@@ -1,7 +1,9 @@
 """Probes for the max-batch search: real CUDA runs, or CPU estimates that predict a GPU.
 
 CUDA: a probe runs two full training steps at the batch (so Adam's state is allocated) or one
-inference pass, from a clean state (gc and empty_cache; the exception released before recovery).
+inference pass of the model as freshly built (gradients and optimizer state dropped, no labels: the
+inference peak memory.py defines), from a clean state (gc and empty_cache; the exception released
+before recovery).
 Only CUDA out-of-memory counts as "does not fit"; any other error stops the search and is reported.
 A budget below the device's size is emulated with torch.cuda.set_per_process_memory_fraction, with
 the CUDA context that a real card of that size would also hold subtracted first.
@@ -18,7 +20,8 @@ import torch
 import torch.nn as nn
 
 from .maxbatch import ProbeOutcome, find_max_batch
-from .memory import CpuEstimator, release_cuda_memory
+from .memory import (CpuEstimator, CudaAllocatorCounter, PeakCounter, drop_training_state,
+                     release_cuda_memory)
 from .results import MaxBatchResult, ProbeRecord, Settings
 from .training import StepConfig, TrainStep
 
@@ -121,22 +124,32 @@ def emulate_budget(device: torch.device, budget: int) -> int:
     return usable
 
 
-def cuda_probe(step: TrainStep, mode: str, *, batch: int, image_size: int) -> ProbeOutcome:
-    """Does `batch` fit? Two training steps or one inference pass from a clean allocator."""
-    device = step.config.device
+def probe_peak(step: TrainStep, mode: str, *, batch: int, image_size: int, counter: PeakCounter) -> int:
+    """Peak bytes of two training steps at `batch` ("train", so Adam's state is allocated), or of one
+    inference pass as a fresh model runs it ("infer": no gradients, optimizer state or labels held,
+    the definition memory.measure_step_peaks and the CPU estimate share)."""
+    if mode == "infer":
+        drop_training_state(step)  # a train probe on the same step before this one leaves Adam's state
     release_cuda_memory()
-    torch.cuda.reset_peak_memory_stats(device)
+    if mode == "infer":
+        x, y = step.batch(batch, image_size)
+        del y
+        counter.reset()
+        step.infer(x)
+        return counter.peak_bytes()
+    counter.reset()
+    x, y = step.batch(batch, image_size)
+    step.train(x, y)
+    step.train(x, y)
+    return counter.peak_bytes()
+
+
+def cuda_probe(step: TrainStep, mode: str, *, batch: int, image_size: int) -> ProbeOutcome:
+    """Does `batch` fit? Two training steps or one inference pass (probe_peak) from a clean allocator."""
+    device = step.config.device
     oom = False
     try:
-        x, y = step.batch(batch, image_size)
-        if mode == "train":
-            step.train(x, y)
-            step.train(x, y)
-        else:
-            step.infer(x)
-        torch.cuda.synchronize(device)
-        peak = torch.cuda.max_memory_allocated(device)
-        del x, y
+        peak = probe_peak(step, mode, batch=batch, image_size=image_size, counter=CudaAllocatorCounter(device))
     except (torch.cuda.OutOfMemoryError, RuntimeError) as exc:
         if not is_cuda_oom(exc):
             raise

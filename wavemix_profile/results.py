@@ -15,6 +15,9 @@ from typing import Any, Optional
 
 SCHEMA_VERSION = 1
 MEASUREMENTS = ("params", "flops", "memory", "max-batch", "throughput")
+# Settings fields of the CPU's quick preset: it keeps `make demo` within minutes on two cores with a
+# few short timed blocks on a small batch (memory and max batch are CPU estimates either way).
+CPU_QUICK_TIMING = {"throughput_batch_size": 2, "warmup_steps": 1, "timed_iterations": 1, "repeats": 3}
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,10 @@ class FlopsResult:
 class MemoryResult:
     """Peak memory of one training step (after warm-up, optimizer state allocated) and of inference.
 
+    The inference peak is a freshly built model's: parameters and buffers, the input batch, and what
+    the inference pass allocates (activations, temporaries, logits); no optimizer state, gradients or
+    labels. Measurement, max-batch probes and the CPU estimate all count it so (memory.py).
+
     `method` is "cuda-allocator" (measured: torch.cuda.max_memory_allocated) or "cpu-estimate"
     (live tensor storage tracked during the same step on the CPU: an estimate, not GPU memory).
     """
@@ -92,12 +99,17 @@ class MemoryResult:
     peak_infer_bytes: int
     reserved_train_bytes: Optional[int] = None   # CUDA caching allocator, max_memory_reserved
     reserved_infer_bytes: Optional[int] = None
-    nvml_train_bytes: Optional[int] = None       # device-level used memory (what nvidia-smi shows)
+    # Device-level used memory (what nvidia-smi shows), read once just after the step: what records
+    # written before the NVML sampler hold. Newer records leave these None and fill the peaks below.
+    nvml_train_bytes: Optional[int] = None
     nvml_infer_bytes: Optional[int] = None
     params_bytes: Optional[int] = None
     grads_bytes: Optional[int] = None
     optimizer_state_bytes: Optional[int] = None
     activations_train_bytes: Optional[int] = None  # peak minus params, grads and optimizer state
+    # The most device-level used memory NVML reported, sampled about every 10 ms during the step.
+    nvml_peak_train_bytes: Optional[int] = None
+    nvml_peak_infer_bytes: Optional[int] = None
 
     @property
     def is_estimate(self) -> bool:
@@ -117,9 +129,25 @@ class ThroughputResult:
     infer_images_per_s: Optional[float]
     train_cv: Optional[float]   # coefficient of variation of images/s across repeats
     infer_cv: Optional[float]
-    train_mfu: Optional[float] = None   # achieved FLOP/s / device peak for the precision used
+    train_mfu: Optional[float] = None   # achieved FLOP/s / device peak for the precision used (fraction, not %)
     infer_mfu: Optional[float] = None
     precision: str = ""         # autocast dtype actually timed ("fp16", "bf16", "fp32")
+    # Energy over the timed blocks (energy.py): joules per timed image, and average watts over the
+    # summed block time. None where no counter could be read; energy_note then says why.
+    train_joules_per_image: Optional[float] = None
+    infer_joules_per_image: Optional[float] = None
+    train_watts: Optional[float] = None
+    infer_watts: Optional[float] = None
+    energy_source: Optional[str] = None   # "nvml" (GPU board) or "rapl" (CPU packages)
+    energy_note: Optional[str] = None     # why energy is missing, one line
+
+    @property
+    def train_images_per_joule(self) -> Optional[float]:
+        return 1 / self.train_joules_per_image if self.train_joules_per_image else None
+
+    @property
+    def infer_images_per_joule(self) -> Optional[float]:
+        return 1 / self.infer_joules_per_image if self.infer_joules_per_image else None
 
 
 @dataclass(frozen=True)

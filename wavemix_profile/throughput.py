@@ -4,16 +4,22 @@ Warm-up iterations first (cuDNN autotuning, allocator growth, torch.compile), th
 timed blocks of `iterations` each. CUDA blocks are timed with CUDA events (GPU time between two
 points in the stream); CPU blocks with the wall clock. Reported: the median images/s across
 blocks and their coefficient of variation (standard deviation / mean).
+
+Energy, where a counter can be read (energy.py: NVML on NVIDIA GPUs, RAPL on the CPU), is read
+from just before the first timed block to just after the last: joules per image over every timed
+image, and average watts over the summed block time. Where none can be read, the reason is kept.
+MFU is images/s x FLOPs per image (train step or forward) / the device's dense peak (gpu_peaks.py).
 """
 from __future__ import annotations
 
 import statistics
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional, Union
 
 import torch
 
+from .energy import EnergyMeter, Unavailable
 from .results import ThroughputResult
 from .training import TrainStep, timed_precision
 
@@ -26,11 +32,23 @@ class TimingSettings:
     repeats: int = 3
 
 
-def time_blocks(run: Callable[[], None], settings: TimingSettings, device: torch.device) -> list[float]:
-    """Seconds per block of `iterations` calls of run(), after `warmup` calls."""
+@dataclass(frozen=True)
+class TimedBlocks:
+    seconds: list[float]            # per block of `iterations` calls
+    joules: Optional[float] = None  # over all blocks; None without an energy meter
+
+
+def time_blocks(run: Callable[[], None], settings: TimingSettings, device: torch.device,
+                meter: Optional[EnergyMeter] = None) -> TimedBlocks:
+    """Seconds per block of `iterations` calls of run(), after `warmup` calls; with a meter, the
+    joules used from just before the first block to just after the last."""
     for _ in range(settings.warmup):
         run()
     seconds = []
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)  # the warm-up's queued work must not land in the meter's window
+    if meter is not None:
+        meter.start()
     for _ in range(settings.repeats):
         if device.type == "cuda":
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -46,7 +64,7 @@ def time_blocks(run: Callable[[], None], settings: TimingSettings, device: torch
             for _ in range(settings.iterations):
                 run()
             seconds.append(time.perf_counter() - begin)
-    return seconds
+    return TimedBlocks(seconds, meter.stop() if meter is not None else None)
 
 
 def images_per_s(seconds: list[float], settings: TimingSettings) -> tuple[float, float]:
@@ -57,29 +75,62 @@ def images_per_s(seconds: list[float], settings: TimingSettings) -> tuple[float,
     return statistics.median(rates), cv
 
 
+@dataclass(frozen=True)
+class EnergyUse:
+    """Energy of one mode's timed blocks: joules per image and average watts, or why there is none."""
+
+    joules_per_image: Optional[float] = None
+    watts: Optional[float] = None
+    note: Optional[str] = None
+
+
+def energy_use(blocks: TimedBlocks, settings: TimingSettings) -> EnergyUse:
+    """Joules per timed image and average watts over the summed block time."""
+    if blocks.joules is None:
+        return EnergyUse()
+    if blocks.joules <= 0:  # the counter did not tick over the window (too short for its resolution)
+        return EnergyUse(note=f"the energy counter did not advance over {sum(blocks.seconds):.3g} s of timed "
+                              "blocks; time more iterations")
+    images = settings.batch_size * settings.iterations * settings.repeats
+    return EnergyUse(joules_per_image=blocks.joules / images, watts=blocks.joules / sum(blocks.seconds))
+
+
 def measure_throughput(step: TrainStep, settings: TimingSettings, *, image_size: int,
                        modes: tuple[str, ...] = ("train", "infer"),
                        peak_flops_per_s: float | None = None,
-                       flops_per_image: tuple[int, int] | None = None) -> ThroughputResult:
-    """Train and inference images/s; MFU when the device peak and the FLOPs per image are known."""
+                       flops_per_image: tuple[int, int] | None = None,
+                       energy: Union[EnergyMeter, Unavailable, None] = None) -> ThroughputResult:
+    """Train and inference images/s; MFU when the device peak and the FLOPs per image
+    (train step, forward) are known; energy when `energy` is a meter, its reason when Unavailable."""
     device = step.config.device
     amp = timed_precision(step.config.amp, device)
     run_amp = "off" if amp == "fp32" else amp
+    meter = None if energy is None or isinstance(energy, Unavailable) else energy
     x, y = step.batch(settings.batch_size, image_size)
+    runs = {"train": lambda: step.train(x, y, amp=run_amp), "infer": lambda: step.infer(x, amp=run_amp)}
     rates: dict[str, tuple[float, float]] = {}
-    if "train" in modes:
-        rates["train"] = images_per_s(time_blocks(lambda: step.train(x, y, amp=run_amp), settings, device), settings)
-    if "infer" in modes:
-        rates["infer"] = images_per_s(time_blocks(lambda: step.infer(x, amp=run_amp), settings, device), settings)
+    used: dict[str, EnergyUse] = {}
+    for mode in ("train", "infer"):
+        if mode in modes:
+            blocks = time_blocks(runs[mode], settings, device, meter)
+            rates[mode] = images_per_s(blocks.seconds, settings)
+            used[mode] = energy_use(blocks, settings)
 
     def mfu(mode: str, index: int) -> float | None:
         if mode not in rates or not peak_flops_per_s or not flops_per_image:
             return None
         return rates[mode][0] * flops_per_image[index] / peak_flops_per_s
 
+    notes = [u.note for u in used.values() if u.note]
+    note = energy.reason if isinstance(energy, Unavailable) else (notes[0] if notes else None)
+    none = EnergyUse()
     return ThroughputResult(
         batch_size=settings.batch_size, timer="cuda-events" if device.type == "cuda" else "wall-clock",
         threads=torch.get_num_threads(), iterations=settings.iterations, repeats=settings.repeats,
         train_images_per_s=rates.get("train", (None, None))[0], infer_images_per_s=rates.get("infer", (None, None))[0],
         train_cv=rates.get("train", (None, None))[1], infer_cv=rates.get("infer", (None, None))[1],
-        train_mfu=mfu("train", 0), infer_mfu=mfu("infer", 1), precision=amp)
+        train_mfu=mfu("train", 0), infer_mfu=mfu("infer", 1), precision=amp,
+        train_joules_per_image=used.get("train", none).joules_per_image,
+        infer_joules_per_image=used.get("infer", none).joules_per_image,
+        train_watts=used.get("train", none).watts, infer_watts=used.get("infer", none).watts,
+        energy_source=meter.source if meter is not None else None, energy_note=note)

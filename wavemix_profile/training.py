@@ -41,6 +41,12 @@ class StepConfig:
     compile: bool = False
     num_classes: int = 100
 
+    @classmethod
+    def of(cls, settings) -> "StepConfig":
+        """The step a measurement request (results.Settings) asks for."""
+        return cls(device=torch.device(settings.device), amp=settings.amp, channels_last=settings.channels_last,
+                   compile=settings.compile, num_classes=settings.num_classes)
+
 
 class TrainStep:
     """One model with its optimizer and scaler, ready to run training steps and inference passes."""

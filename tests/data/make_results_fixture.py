@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from wavemix_profile.gpu_peaks import peak_flops_per_s
 from wavemix_profile.results import (Environment, FlopsResult, MaxBatchResult, MemoryResult,
                                      ProbeRecord, Result, Settings, ThroughputResult, result_to_json)
 
@@ -49,10 +50,18 @@ def _max_batch(mode: str, batch: int, predicted: bool = False) -> MaxBatchResult
                           predicted_peak_bytes=int(BUDGET * 0.97) if predicted else None)
 
 
+# Board power while timing (W): training draws more than inference. Joules per image = W / images/s.
+TRAIN_WATTS, INFER_WATTS = 412.0, 287.0
+NO_RAPL = ("no RAPL energy counters: /sys/class/powercap does not exist (this machine or virtual machine "
+           "exposes no power-capping interface)")
+
+
 def gpu_result(name: str, size: int, *, skip: tuple[str, ...] = ()) -> Result:
     scale = (size // 32) ** 2
     macs, mem, b_train, b_infer, train, infer = AT_32[name]
     mem = mem * (1 + 0.8 * (scale - 1))
+    train, infer = round(train / scale ** 0.9, 1), round(infer / scale ** 0.9, 1)
+    peak = peak_flops_per_s(H100.device_name, "fp16")
     settings = Settings(model=name, image_size=size, device="cuda", memory_budget_bytes=BUDGET, skip=skip)
     return Result(
         settings=settings, model_name=name, family=FAMILY[name], environment=H100,
@@ -64,11 +73,14 @@ def gpu_result(name: str, size: int, *, skip: tuple[str, ...] = ()) -> Result:
                           convention="1 MAC = 2 FLOPs"),
         memory=MemoryResult(method="cuda-allocator", batch_size=64, peak_train_bytes=int(mem * GIB),
                             peak_infer_bytes=int(mem * GIB * 0.31), reserved_train_bytes=int(mem * GIB * 1.12),
-                            nvml_train_bytes=int(mem * GIB * 1.12 + 520 * 2**20)),
+                            nvml_peak_train_bytes=int(mem * GIB * 1.12 + 520 * 2**20)),
         throughput=ThroughputResult(batch_size=64, timer="cuda-events", threads=16, iterations=10, repeats=3,
-                                    train_images_per_s=round(train / scale ** 0.9, 1),
-                                    infer_images_per_s=round(infer / scale ** 0.9, 1),
-                                    train_cv=0.012, infer_cv=0.021, precision="fp16"),
+                                    train_images_per_s=train, infer_images_per_s=infer,
+                                    train_cv=0.012, infer_cv=0.021, precision="fp16",
+                                    train_mfu=train * 6 * macs * scale * 1e9 / peak,
+                                    infer_mfu=infer * 2 * macs * scale * 1e9 / peak,
+                                    train_joules_per_image=TRAIN_WATTS / train, infer_joules_per_image=INFER_WATTS / infer,
+                                    train_watts=TRAIN_WATTS, infer_watts=INFER_WATTS, energy_source="nvml"),
         max_batch_train=None if "max-batch" in skip else _max_batch("train", b_train // scale),
         max_batch_infer=None if "max-batch" in skip else _max_batch("infer", b_infer // scale),
         wall_s=41.0, created_at="2025-05-02T10:00:00+00:00")
@@ -85,7 +97,7 @@ def cpu_estimate() -> Result:
                             peak_infer_bytes=int(0.36 * GIB)),
         throughput=ThroughputResult(batch_size=8, timer="wall-clock", threads=2, iterations=2, repeats=2,
                                     train_images_per_s=38.46, infer_images_per_s=141.2, train_cv=0.083,
-                                    infer_cv=0.057, precision="fp32"),
+                                    infer_cv=0.057, precision="fp32", energy_note=NO_RAPL),
         max_batch_train=_max_batch("train", 832, predicted=True),
         max_batch_infer=_max_batch("infer", 2240, predicted=True),
         wall_s=96.0, created_at="2025-05-02T11:00:00+00:00")

@@ -1,23 +1,15 @@
 """`wavemix-profile compare`: measure a set of models at several image sizes and render the comparison."""
 from __future__ import annotations
 
-import re
 import sys
 from pathlib import Path
 
 from ..errors import BadInputError
-from ..models import resolve
-from ..results import MEASUREMENTS, Settings
+from ..models import PAPER_ZOO, resolve
+from ..render.paper import PAPER_BUDGET_BYTES
+from ..results import CPU_QUICK_TIMING, MEASUREMENTS, Settings
 from ..sources import PREFIXES
 
-PAPER_ZOO = ["ResNet-18", "ResNet-34", "ResNet-50", "ResNet-101", "2D FNet-64/5", "2D FNet-128/5",
-             "2D MLP-Mixer-64/5", "2D MLP-Mixer-128/5", "ConvMixer-256/8", "ConvMixer-256/16",
-             "ViT-128/4x4", "Hybrid ViN-128/4x4", "CCT-128/4x4", "CvT-128/4x4", "WaveMix-16/5",
-             "WaveMix-32/5", "WaveMix-64/5", "WaveMix-128/7", "WaveMix-256/7"]
-# The CPU preset keeps `make demo` within minutes on two cores: a few short timed blocks on a small
-# batch, and memory and max batch predicted (CPU estimates) for the paper's 16 GB V100.
-CPU_PRESET = {"throughput_batch_size": 2, "warmup_steps": 1, "timed_iterations": 1, "repeats": 3}
-DEFAULT_BUDGET_CPU = 16 * 2**30
 
 
 def expand_models(patterns: list[str]) -> list[str]:
@@ -37,17 +29,12 @@ def parse_skip(text: list[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
 
 
-def device_slug(name: str) -> str:
-    """'NVIDIA H100 80GB HBM3' -> 'nvidia-h100-80gb-hbm3'; for the default --out folder."""
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "device"
-
-
 def build_requests(args, device: str) -> list[Settings]:
     from .max_batch import parse_budget
     budget = parse_budget(args.memory_budget)
-    extra = dict(CPU_PRESET) if device == "cpu" and not args.full else {}
+    extra = dict(CPU_QUICK_TIMING) if device == "cpu" and not args.full else {}
     if device == "cpu" and budget is None:
-        budget = DEFAULT_BUDGET_CPU
+        budget = PAPER_BUDGET_BYTES
     if args.throughput_batch_size:
         extra["throughput_batch_size"] = args.throughput_batch_size
     skip = parse_skip(args.skip or [])
@@ -55,7 +42,7 @@ def build_requests(args, device: str) -> list[Settings]:
                      amp=args.amp, channels_last=args.channels_last, compile=args.compile,
                      num_classes=args.num_classes, memory_budget_bytes=budget,
                      multiple_of=args.multiple_of, skip=skip, **extra)
-            for model in expand_models(args.models or PAPER_ZOO) for size in dict.fromkeys(args.image_sizes)]
+            for model in expand_models(args.models or list(PAPER_ZOO)) for size in dict.fromkeys(args.image_sizes)]
 
 
 def run_compare(args) -> int:
@@ -64,7 +51,7 @@ def run_compare(args) -> int:
     from ..runner import run_all
     from ..store import Store
     from .progress import MeasureProgress
-    from .outputs import STORE_NAME, check_output_folder, write_outputs
+    from .outputs import STORE_NAME, check_output_folder, device_slug, write_outputs
 
     device = args.device or default_device()
     parse_device(device)

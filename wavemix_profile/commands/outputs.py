@@ -1,6 +1,7 @@
 """Write the comparison files for a set of stored results: CSV, Markdown, charts, terminal tables."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -8,6 +9,11 @@ from ..atomic import write_text
 from ..results import Result
 
 STORE_NAME = "results.jsonl"  # in each output folder: the records that every report there is rendered from
+
+
+def device_slug(name: str) -> str:
+    """'NVIDIA H100 80GB HBM3' -> 'nvidia-h100-80gb-hbm3': the default output folder's name."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "device"
 
 
 def latest_per_key(results: Sequence[Result]) -> list[Result]:
@@ -54,8 +60,10 @@ def check_output_folder(out: Path, *, store: str | None = None) -> None:
                             "give a writable folder (--out DIR)") from None
 
 
-def write_outputs(results: Sequence[Result], out: Path, *, command: str, console=None) -> list[Path]:
-    """Print the comparison and write results.csv, report.md and the charts into `out`; return their paths.
+def write_outputs(results: Sequence[Result], out: Path, *, command: str, console=None,
+                  banner: str = "") -> list[Path]:
+    """Print the comparison and write results.csv, report.md (headed by `banner` when given) and the
+    charts into `out`; return their paths.
 
     Each file is replaced atomically, so concurrent writers of one folder never see or leave half a file.
     """
@@ -69,6 +77,6 @@ def write_outputs(results: Sequence[Result], out: Path, *, command: str, console
     print_comparison(results, console=console)
     charts = write_charts(results, out)
     write_text(out / "results.csv", render_csv(results))
-    write_text(out / "report.md", render_markdown(results, command=command,
+    write_text(out / "report.md", render_markdown(results, command=command, banner=banner,
                                                   charts=[p.name for p in charts if p.suffix == ".png"]))
     return [out / "results.csv", out / "report.md", *charts]

@@ -47,7 +47,7 @@ def module_forward_flops(model: torch.nn.Module, x: torch.Tensor, depth: int) ->
 
 
 def run_profile(args) -> int:
-    from ..measure import _memory, default_device, describe_failure, parse_device, validate
+    from ..measure import _memory, default_device, describe_failure, validate
     from ..training import StepConfig
     from .max_batch import parse_budget
 
@@ -61,9 +61,7 @@ def run_profile(args) -> int:
         return source.build(num_classes=settings.num_classes, image_size=settings.image_size)
 
     console = make_console()
-    config = StepConfig(device=parse_device(settings.device), amp=settings.amp,
-                        channels_last=settings.channels_last, compile=settings.compile,
-                        num_classes=settings.num_classes)
+    config = StepConfig.of(settings)
     try:
         model = build()
         size = settings.image_size

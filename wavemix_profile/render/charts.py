@@ -6,13 +6,17 @@ when there is nothing to plot, and :func:`write_charts` then skips that chart.
 
 * ``memory_vs_params``: one panel per image size, peak training memory at the batch size (GiB)
   against parameters (M), log-log, one colour per family, hollow markers for CPU estimates.
-* ``throughput``: training and inference images/s, bars per model grouped by image size.
+* ``throughput``: training and inference images/s, bars per model grouped by image size; a GPU
+  row with a model FLOPs utilisation has it written over its bar, in percent.
+* ``images_per_joule``: training and inference images per joule, laid out as ``throughput``; only
+  rows whose energy was read (the report's environment table says why the others have none).
 * ``max_batch``: one panel per image size, largest train and inference batch per model; the budget is
   in the title, predicted values are hatched.
 * ``paper_vs_measured``: measured / paper for every published value we have, grouped by metric.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from textwrap import fill
 from typing import Callable, Optional, Sequence
@@ -23,7 +27,7 @@ from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 from ..atomic import replacing
 from ..models import FAMILIES
 from ..results import Result
-from .columns import devices, family_order
+from .columns import ENERGY_SOURCES, devices, family_order
 from .paper import GIB, METRIC_LABELS, compare_with_paper, device_of
 
 FAMILY_COLOURS = dict(zip(FAMILIES, ("tab:blue", "tab:orange", "tab:red", "tab:green")))
@@ -98,44 +102,88 @@ def memory_vs_params(results: Sequence[Result]) -> Optional[Figure]:
     return fig
 
 
-def _bar_groups(ax, names: list[str], series: list[tuple[str, dict[str, float], set[str]]]) -> None:
-    """Grouped bars: one group per name, one bar per series (label, values by name, hatched names)."""
+@dataclass(frozen=True)
+class Series:
+    """One bar per model: `values` by model name; `hatched` names drawn hatched (predicted);
+    `notes` by model name, written over the bar."""
+
+    label: str
+    values: dict[str, float]
+    hatched: frozenset[str] = frozenset()
+    notes: dict[str, str] = field(default_factory=dict)
+
+
+def _bar_groups(ax, names: list[str], series: list[Series]) -> None:
+    """Grouped bars: one group per name, one bar per series."""
     width = 0.8 / max(len(series), 1)
-    for i, (label, values, hatched) in enumerate(series):
-        shown = [n for n in names if n in values]
+    for i, one in enumerate(series):
+        shown = [n for n in names if n in one.values]
         xs = [names.index(n) - 0.4 + width * (i + 0.5) for n in shown]
-        bars = ax.bar(xs, [values[n] for n in shown], width, label=label)
+        bars = ax.bar(xs, [one.values[n] for n in shown], width, label=one.label)
         for name, bar in zip(shown, bars):
             bar.set_gid(name)
-            if name in hatched:
+            if name in one.hatched:
                 bar.set_hatch("//")
+            if name in one.notes:
+                ax.annotate(one.notes[name], (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                            xytext=(0, 2), textcoords="offset points", ha="center", va="bottom",
+                            fontsize=6, rotation=90, gid=f"{one.label}|{name}")
     ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
     ax.grid(True, axis="y", alpha=0.3)
 
 
-def throughput(results: Sequence[Result]) -> Optional[Figure]:
-    """Training and inference images/s per model, one bar per image size."""
-    timed, sizes = _ok_sizes(results, lambda r: bool(r.throughput and (r.throughput.train_images_per_s
-                                                                        or r.throughput.infer_images_per_s)))
-    if not timed:
+def _per_mode_bars(results: Sequence[Result], value: Callable[[Result, str], Optional[float]], *, unit: str,
+                   title: str, note: Callable[[Result, str], Optional[str]] = lambda r, mode: None
+                   ) -> Optional[Figure]:
+    """Training and inference panels, one bar per model and image size, of value(result, mode)."""
+    shown, sizes = _ok_sizes(results, lambda r: any(value(r, mode) for mode in ("train", "infer")))
+    if not shown:
         return None
-    name = _namer(timed)
-    names = list(dict.fromkeys(name(r) for r in family_order(timed)))
+    name = _namer(shown)
+    names = list(dict.fromkeys(name(r) for r in family_order(shown)))
     fig = Figure(figsize=(max(7.0, 0.9 * len(names)) * 2, 5.0), layout="constrained")
-    for ax, field, what in zip(fig.subplots(1, 2, squeeze=False)[0], ("train_images_per_s", "infer_images_per_s"),
-                               ("training", "inference")):
+    for ax, mode, what in zip(fig.subplots(1, 2, squeeze=False)[0], ("train", "infer"), ("training", "inference")):
         series = []
         for size in sizes:
-            values = {name(r): getattr(r.throughput, field) for r in timed
-                      if r.settings.image_size == size and getattr(r.throughput, field)}
-            series.append((f"{size}×{size} px", values, set()))
+            here = [r for r in shown if r.settings.image_size == size and value(r, mode)]
+            series.append(Series(f"{size}×{size} px", {name(r): value(r, mode) for r in here},
+                                 notes={name(r): text for r in here if (text := note(r, mode))}))
         _bar_groups(ax, names, series)
-        ax.set_ylabel("images/s")
+        ax.margins(y=0.12)  # room for the notes over the tallest bars
+        ax.set_ylabel(unit)
         ax.set_title(what)
         ax.legend(fontsize=8)
-    fig.suptitle(f"Images/s on {_device_text(timed)} (batch {_joined(r.throughput.batch_size for r in timed)}, "
-                 f"{_joined(r.throughput.precision or r.settings.amp for r in timed)})")
+    fig.suptitle(title.format(device=_device_text(shown), batch=_joined(r.throughput.batch_size for r in shown),
+                              precision=_joined(r.throughput.precision or r.settings.amp for r in shown)))
     return fig
+
+
+def _mfu_note(result: Result, mode: str) -> Optional[str]:
+    mfu = getattr(result.throughput, f"{mode}_mfu")
+    return None if mfu is None else f"{100 * mfu:.1f}%"
+
+
+def throughput(results: Sequence[Result]) -> Optional[Figure]:
+    """Training and inference images/s per model, one bar per image size; MFU over GPU bars."""
+    def rate(r: Result, mode: str) -> Optional[float]:
+        return getattr(r.throughput, f"{mode}_images_per_s") if r.throughput else None
+
+    with_mfu = any(_mfu_note(r, m) for r in results if r.ok and r.throughput for m in ("train", "infer"))
+    return _per_mode_bars(results, rate, unit="images/s", note=_mfu_note,
+                          title="Images/s on {device} (batch {batch}, {precision})"
+                                + ("; over a bar: MFU, % of the GPU's dense peak" if with_mfu else ""))
+
+
+def images_per_joule(results: Sequence[Result]) -> Optional[Figure]:
+    """Training and inference images per joule per model, one bar per image size; None without energy."""
+    def efficiency(r: Result, mode: str) -> Optional[float]:
+        return getattr(r.throughput, f"{mode}_images_per_joule") if r.throughput else None
+
+    counters = _joined(ENERGY_SOURCES.get(r.throughput.energy_source, r.throughput.energy_source)
+                       for r in results if r.ok and r.throughput and r.throughput.energy_source)
+    return _per_mode_bars(results, efficiency, unit="images per joule",
+                          title="Images per joule on {device} (batch {batch}, {precision}; "
+                                f"energy over the timed blocks: {counters})")
 
 
 def max_batch(results: Sequence[Result]) -> Optional[Figure]:
@@ -153,8 +201,8 @@ def max_batch(results: Sequence[Result]) -> Optional[Figure]:
         series = []
         for which, label in (("max_batch_train", "train"), ("max_batch_infer", "inference")):
             got = [(r, getattr(r, which)) for r in here if getattr(r, which)]
-            series.append((label, {name(r): m.max_batch for r, m in got},
-                           {name(r) for r, m in got if m.predicted}))
+            series.append(Series(label, {name(r): m.max_batch for r, m in got},
+                                 frozenset(name(r) for r, m in got if m.predicted)))
         _bar_groups(ax, names, series)
         ax.set_ylabel("max batch (images)")
         ax.set_title(f"{size}×{size} px")
@@ -205,6 +253,7 @@ def paper_vs_measured(results: Sequence[Result]) -> Optional[Figure]:
 CHARTS: tuple[tuple[str, Callable[[Sequence[Result]], Optional[Figure]]], ...] = (
     ("memory_vs_params", memory_vs_params),
     ("throughput", throughput),
+    ("images_per_joule", images_per_joule),
     ("max_batch", max_batch),
     ("paper_vs_measured", paper_vs_measured),
 )

@@ -42,8 +42,10 @@ def format_number(value: float, unit: str) -> str:
         return f"{value:.3f}"
     if unit == "images":
         return f"{value:.0f}"
-    if unit == "images/s":  # small CPU rates keep three significant digits
+    if unit in ("images/s", "images/J"):  # small CPU rates keep three significant digits
         return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
+    if unit == "%":
+        return f"{value:.1f}"
     if unit == "×":
         return f"{value:.2f}"
     return f"{value:g}"
@@ -78,6 +80,18 @@ def _rate(name: str) -> Callable[[Result], Optional[float]]:
     return lambda r: getattr(r.throughput, name) if r.throughput else None
 
 
+def _percent(name: str) -> Callable[[Result], Optional[float]]:
+    return lambda r: None if not r.throughput or getattr(r.throughput, name) is None else 100 * getattr(r.throughput, name)
+
+
+MFU_NOTE = ("MFU: model FLOPs utilisation, the counted FLOPs per image times images/s over the GPU's dense "
+            "datasheet peak for the precision timed; GPUs in wavemix_profile/gpu_peaks.py only")
+ENERGY_SOURCES = {"nvml": "NVML total energy (whole GPU board)", "rapl": "RAPL (CPU packages)"}
+ENERGY_NOTE = ("images/J: timed images per joule the device's energy counter recorded over the timed blocks "
+               "(NVML board energy on NVIDIA GPUs, RAPL package energy on CPUs); the environment table says "
+               "which, or why there is none")
+
+
 @dataclass(frozen=True)
 class Column:
     """One numeric column: `name` and `unit` make the header; `best` is "min" or "max".
@@ -94,6 +108,8 @@ class Column:
     value: Callable[[Result], Optional[float]]
     label: Callable[[Result], Optional[Label]] = lambda r: None
     qualifier: Callable[[Result], Optional[str]] = lambda r: None
+    optional: bool = False       # shown only in a grid where some row has a value (GPU-only figures)
+    note: str = ""               # what the column means, for the legend of a grid that shows it
 
 
 COLUMNS: tuple[Column, ...] = (
@@ -110,6 +126,14 @@ COLUMNS: tuple[Column, ...] = (
            label=_max_batch_label("max_batch_infer"), qualifier=_budget_qualifier("max_batch_infer")),
     Column("train_images_per_s", "train throughput", "images/s", "max", "train (img/s)", _rate("train_images_per_s")),
     Column("infer_images_per_s", "infer throughput", "images/s", "max", "infer (img/s)", _rate("infer_images_per_s")),
+    Column("train_mfu", "train MFU", "%", "max", "train MFU (%)", _percent("train_mfu"), optional=True,
+           note=MFU_NOTE),
+    Column("infer_mfu", "infer MFU", "%", "max", "infer MFU (%)", _percent("infer_mfu"), optional=True,
+           note=MFU_NOTE),
+    Column("train_images_per_joule", "train energy efficiency", "images/J", "max", "train (img/J)",
+           _rate("train_images_per_joule"), optional=True, note=ENERGY_NOTE),
+    Column("infer_images_per_joule", "infer energy efficiency", "images/J", "max", "infer (img/J)",
+           _rate("infer_images_per_joule"), optional=True, note=ENERGY_NOTE),
 )
 
 
@@ -181,14 +205,15 @@ def grid_title(image_size: int, results: Sequence[Result]) -> str:
 
 def _grid(image_size: int, results: Sequence[Result], show_device: bool) -> Grid:
     ok = [r for r in results if r.ok]
+    columns = tuple(c for c in COLUMNS if not c.optional or any(c.value(r) is not None for r in ok))
     headers, shared = [], []
-    for column in COLUMNS:
+    for column in columns:
         kinds = {column.qualifier(r) for r in ok if column.value(r) is not None} - {None}
         common = kinds.pop() if len(kinds) == 1 else None
         shared.append(common)
         headers.append(f"{column.name}{f' @ {common}' if common else ''} ({column.unit})")
     best = []
-    for column in COLUMNS:
+    for column in columns:
         values = [v for v in (column.value(r) for r in ok) if v is not None]
         pick = min if column.best == "min" else max
         best.append(pick(values) if len(values) > 1 else None)
@@ -199,7 +224,7 @@ def _grid(image_size: int, results: Sequence[Result], show_device: bool) -> Grid
             rows.append(Row(result=result, cells=(), error=result.error, **common))
             continue
         cells = []
-        for column, common_q, top in zip(COLUMNS, shared, best):
+        for column, common_q, top in zip(columns, shared, best):
             value = column.value(result)
             if value is None:
                 cells.append(Cell(MISSING, None))
@@ -212,8 +237,8 @@ def _grid(image_size: int, results: Sequence[Result], show_device: bool) -> Grid
             cells.append(Cell(text, value, label, best=top is not None and value == top))
         rows.append(Row(result=result, cells=tuple(cells), **common))
     return Grid(image_size=image_size, title=grid_title(image_size, results), headers=tuple(headers),
-                short_headers=tuple(c.short for c in COLUMNS),
-                columns=COLUMNS, rows=tuple(rows), labels=tuple(used), show_device=show_device)
+                short_headers=tuple(c.short for c in columns),
+                columns=columns, rows=tuple(rows), labels=tuple(used), show_device=show_device)
 
 
 def comparison_grids(results: Sequence[Result]) -> list[Grid]:
@@ -223,8 +248,19 @@ def comparison_grids(results: Sequence[Result]) -> list[Grid]:
     return [_grid(size, [r for r in results if r.settings.image_size == size], show_device) for size in sizes]
 
 
+def shown_columns(grids: Sequence[Grid]) -> tuple[Column, ...]:
+    """The columns any of the grids shows, in table order."""
+    shown = {c.key for grid in grids for c in grid.columns}
+    return tuple(c for c in COLUMNS if c.key in shown)
+
+
 def best_legend(columns: Sequence[Column] = COLUMNS) -> str:
     """Which direction is best, per column: the sentence after a renderer's own highlight word."""
     lowest = [c.name for c in columns if c.best == "min"]
     highest = [c.name for c in columns if c.best == "max"]
     return f"best in its column: lowest {', '.join(lowest)}; highest {', '.join(highest)}"
+
+
+def column_notes(columns: Sequence[Column]) -> list[str]:
+    """What the shown columns that need explaining mean, once each."""
+    return list(dict.fromkeys(c.note for c in columns if c.note))

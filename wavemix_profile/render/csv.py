@@ -1,7 +1,7 @@
 """Results as CSV: one row per Result (model × image size × device), flat columns with units in names.
 
 Pandas-friendly: numbers unformatted (bytes, images/s, counts), booleans as True/False, an empty
-cell for anything missing. Reads result objects only; never imports torch.
+cell for anything missing. MFU is a fraction (0.12, not 12%); energy is in joules and watts. Reads result objects only; never imports torch.
 """
 from __future__ import annotations
 
@@ -56,6 +56,8 @@ FIELDS: tuple[tuple[str, Getter], ...] = (
     ("peak_infer_bytes", _memory("peak_infer_bytes")),
     ("reserved_train_bytes", _memory("reserved_train_bytes")),
     ("nvml_train_bytes", _memory("nvml_train_bytes")),
+    ("nvml_peak_train_bytes", _memory("nvml_peak_train_bytes")),
+    ("nvml_peak_infer_bytes", _memory("nvml_peak_infer_bytes")),
     ("max_batch_train", _max_batch("max_batch_train", "max_batch")),
     ("max_batch_train_predicted", _max_batch("max_batch_train", "predicted")),
     ("max_batch_train_capped", _max_batch("max_batch_train", "capped")),
@@ -67,6 +69,16 @@ FIELDS: tuple[tuple[str, Getter], ...] = (
     ("infer_images_per_s", _timing("infer_images_per_s")),
     ("train_cv", _timing("train_cv")),
     ("infer_cv", _timing("infer_cv")),
+    ("train_mfu", _timing("train_mfu")),
+    ("infer_mfu", _timing("infer_mfu")),
+    ("train_images_per_joule", _timing("train_images_per_joule")),
+    ("infer_images_per_joule", _timing("infer_images_per_joule")),
+    ("train_joules_per_image", _timing("train_joules_per_image")),
+    ("infer_joules_per_image", _timing("infer_joules_per_image")),
+    ("train_watts", _timing("train_watts")),
+    ("infer_watts", _timing("infer_watts")),
+    ("energy_source", _timing("energy_source")),
+    ("energy_note", _timing("energy_note")),
     ("throughput_batch_size", lambda r: r.throughput.batch_size if r.throughput
      else r.settings.throughput_batch_size or r.settings.batch_size),
     ("error", lambda r: r.error),

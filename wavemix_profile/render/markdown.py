@@ -8,8 +8,9 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 from ..models import PAPER, paper_values
-from ..results import Environment, Result
-from .columns import MISSING, Grid, best_legend, comparison_grids, devices, format_number
+from ..results import Environment, Result, ThroughputResult
+from .columns import (ENERGY_SOURCES, MISSING, Grid, best_legend, column_notes, comparison_grids, devices,
+                      format_number, shown_columns)
 from .paper import (GIB, MEASURED_UNITS, METRIC_LABELS, TABLE_CAPTIONS, PaperComparison,
                     compare_with_paper, device_of)
 
@@ -59,10 +60,18 @@ def _environment(results: Sequence[Result]) -> list[str]:
         ("AMP (training step)", lambda e, rs: joined(r.settings.amp for r in rs)),
         ("precision timed", lambda e, rs: joined(r.throughput.precision for r in rs if r.throughput)),
         ("timer", lambda e, rs: joined(r.throughput.timer for r in rs if r.throughput)),
+        ("energy counter", lambda e, rs: joined(energy_counter(r.throughput) for r in rs if r.throughput)),
         ("results (failed)", lambda e, rs: f"{len(rs)} ({sum(not r.ok for r in rs)})"),
     )
     rows = [[name] + [_md(get(envs[d], on(d))) for d in names] for name, get in fields]
     return ["## Environment", "", *_table(["", *(_md(d) for d in names)], "l" * (len(names) + 1), rows), ""]
+
+
+def energy_counter(timing: ThroughputResult) -> Optional[str]:
+    """Which counter gave the energy figures, or why there are none (None for records older than energy)."""
+    if timing.energy_source:
+        return ENERGY_SOURCES.get(timing.energy_source, timing.energy_source)
+    return f"none: {timing.energy_note}" if timing.energy_note else None
 
 
 def _grid_lines(grid: Grid) -> list[str]:
@@ -81,8 +90,9 @@ def _legend(grids: Sequence[Grid]) -> list[str]:
     if not grids:
         return []
     labels = list(dict.fromkeys(label for grid in grids for label in grid.labels))
-    lines = [f"- **bold**: {best_legend(grids[0].columns)}"]
+    lines = [f"- **bold**: {best_legend(shown_columns(grids))}"]
     lines += [f"- `{label.mark.strip()}`: {label.legend}" for label in labels]
+    lines += [f"- {note}" for note in column_notes(shown_columns(grids))]
     lines.append(f"- {MISSING}: not measured (skipped, or not available on this device)")
     return ["Legend:", "", *lines, ""]
 
@@ -131,11 +141,11 @@ def _paper_section(results: Sequence[Result]) -> list[str]:
 
 
 def render_markdown(results: Sequence[Result], *, command: Optional[str] = None,
-                    charts: Sequence[str] = ()) -> str:
+                    charts: Sequence[str] = (), banner: str = "") -> str:
     """The whole report as Markdown. `charts` are paths relative to the report, embedded in order;
-    pass only those that were written."""
+    pass only those that were written. A `banner` (the validation rehearsal's label) heads it in bold."""
     results = list(results)
-    lines = ["# wavemix-profile report", ""]
+    lines = ["# wavemix-profile report", "", *([f"**{banner}**", ""] if banner else [])]
     if command:
         lines += ["Produced by:", "", "```", command, "```", ""]
     if not results:

@@ -8,13 +8,13 @@ from rich.table import Table
 from rich.text import Text
 
 from ..results import Result
-from .columns import MISSING, Grid, best_legend, comparison_grids
+from .columns import MISSING, Grid, best_legend, column_notes, comparison_grids
 
 BEST_STYLE = "bold green"
 ERROR_STYLE = "red"
 
 
-MIN_PIPED_WIDTH = 160  # rich assumes 80 columns when output is piped; the tables need more
+MIN_PIPED_WIDTH = 200  # rich assumes 80 columns when output is piped; GPU tables (MFU, energy) need about 200
 
 
 def make_console() -> Console:
@@ -48,6 +48,7 @@ def comparison_table(grid: Grid) -> Table:
     """One rich Table for one image size: best values bold green, error rows red, labels explained."""
     legend = [f"[{BEST_STYLE}]{BEST_STYLE}[/]: {best_legend(grid.columns)}"]
     legend += [f"{label.mark.strip()}: {label.legend}" for label in grid.labels]
+    legend += column_notes(grid.columns)
     table = Table(title=Text(grid.title), caption="\n".join(legend), caption_justify="left")
     table.add_column("model", no_wrap=True)
     table.add_column("family")

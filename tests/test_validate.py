@@ -1,0 +1,101 @@
+"""`wavemix-profile validate --rehearse`: the GPU validation's whole pipeline, run on the CPU, killed and resumed."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from wavemix_profile.render.paper import PaperComparison
+from wavemix_profile.render.validation import contradictions
+from wavemix_profile.validation.plan import REHEARSAL_LABEL, STAGE_NAMES
+
+LABELLED = f"({REHEARSAL_LABEL})"
+
+
+def validate(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "wavemix_profile", "validate", "--rehearse", *args],
+                          capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+def lines(path):
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_rehearsal_killed_mid_run_then_resumed_writes_every_file_once(tmp_path):
+    out = tmp_path / "reports" / "rehearsal-cpu"
+    first = subprocess.Popen([sys.executable, "-m", "wavemix_profile", "validate", "--rehearse"], cwd=tmp_path,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not lines(out / "results.jsonl") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait()
+    kept = lines(out / "results.jsonl")
+    assert len(kept) == 1, "the kill should land after the first model of the compare stage"
+
+    run = validate(cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "validation complete" in run.stdout
+    compare = lines(out / "results.jsonl")
+    assert [r["model_name"] for r in compare] == ["WaveMix-16/5", "2D FNet-64/5"] and compare[0] == kept[0]
+    for name in ("report.md", "results.csv", "memory_vs_params.png", "max_batch.png", "VALIDATION.md"):
+        assert (out / name).stat().st_size > 0, name
+    checks = lines(out / "validation" / "max-batch-checks.jsonl")
+    assert len(checks) == 4 and all(c["fits_at_found"] is True and c["fits_at_next"] is False for c in checks)
+    found = {(r["model_name"], mode): r[f"max_batch_{mode}"]["max_batch"] for r in compare for mode in ("train", "infer")}
+    assert {(c["model"], c["mode"]): c["found"] for c in checks} == found
+    assert len(lines(out / "validation" / "whole-device.jsonl")) == 2
+    assert len(lines(out / "validation" / "cpu-estimates.jsonl")) == 4
+    assert 2 <= len(lines(out / "validation" / "repeatability.jsonl")) <= 4
+
+    text = (out / "VALIDATION.md").read_text()
+    assert text.count(LABELLED) == 5, "every section says it is a rehearsal"
+    assert f"**{REHEARSAL_LABEL}**" in (out / "report.md").read_text()
+    assert "4 of 4 checks passed." in text
+    assert "`wavemix-profile validate --rehearse --stage max-batch-checks`" in text, "the command, run from the root"
+    assert str(tmp_path) not in text, "no path of this machine in a report"
+
+    again = validate(cwd=tmp_path)
+    assert again.returncode == 0 and "validation complete" in again.stdout
+    assert len(lines(out / "results.jsonl")) == 2 and len(lines(out / "validation" / "max-batch-checks.jsonl")) == 4
+
+
+def test_list_and_a_spent_time_limit_run_nothing_and_say_what_is_left(tmp_path):
+    listed = validate("--list", cwd=tmp_path)
+    assert listed.returncode == 0
+    assert [line.split()[0] for line in listed.stdout.splitlines()] == list(STAGE_NAMES)
+    assert "compare             2 left, expected ~" in listed.stdout
+    assert not (tmp_path / "reports").exists()
+    spent = validate("--time-limit", "0.001", "--stage", "compare", cwd=tmp_path)
+    assert spent.returncode == 0, spent.stderr
+    assert "stopped at the time limit; left, rerun to continue:" in spent.stdout
+    assert not (tmp_path / "reports" / "rehearsal-cpu" / "results.jsonl").exists()
+
+
+def test_validate_without_cuda_points_to_the_rehearsal(tmp_path):
+    import torch
+    if torch.cuda.is_available():
+        return
+    run = subprocess.run([sys.executable, "-m", "wavemix_profile", "validate"], capture_output=True, text=True,
+                         cwd=tmp_path)
+    assert run.returncode == 2 and "--rehearse" in run.stderr and run.stderr.count("\n") == 1
+
+
+def comparison(model, metric, paper, measured, table=1):
+    return PaperComparison(table=table, model=model, metric=metric, image_size=32, paper_value=paper,
+                           measured_value=measured, unit="GiB", ratio=measured / paper, note="")
+
+
+def test_contradictions_name_each_reversed_wavemix_pair_and_nothing_else():
+    found = contradictions([
+        comparison("WaveMix-128/7", "gpu_train_batch64", 1.2, 1.5),   # paper: less than ResNet-18; measured: more
+        comparison("ResNet-18", "gpu_train_batch64", 2.4, 1.0),
+        comparison("ConvMixer-256/8", "gpu_train_batch64", 3.0, 3.1),  # both orders agree with the paper
+        comparison("ResNet-34", "gpu_train_batch64", 4.0, 1.6),        # measured: WaveMix (1.5) below it
+        comparison("WaveMix-128/7", "params", 2.4, 9.0),               # params are not a claim about cost
+        comparison("ResNet-18", "params", 11.2, 1.0),
+    ])
+    assert found == [
+        "Table 1, GPU memory @ batch 64 at 32 px: the paper has WaveMix-128/7 better than ResNet-18 (1.2 vs 2.4); "
+        "measured, it is the other way round (1.5 vs 1 GiB)."]

@@ -1,0 +1,1 @@
+"""`wavemix-profile validate`: stages, checks and probes (see commands/validate.py)."""
