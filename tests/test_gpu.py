@@ -152,3 +152,63 @@ def test_measured_inference_peak_is_a_fresh_models():
     tolerance = 2 * 2**20  # allocator rounding and cuDNN workspace choices, far below Adam's state
     assert memory.optimizer_state_bytes > 20 * tolerance
     assert abs(memory.peak_infer_bytes - probed.peak_bytes) <= tolerance
+
+
+def _op_dtypes(model, x, autocast):
+    """(function, output dtypes) of one forward under `autocast`, in call order, recorded at the torch
+    function level (above autocast and the device's kernels, so the same calls on both devices)."""
+    from torch.overrides import TorchFunctionMode
+
+    class Record(TorchFunctionMode):
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            flat = out if isinstance(out, (tuple, list)) else (out,)
+            self.seen.append((getattr(func, "__name__", str(func)),
+                              tuple(str(t.dtype) for t in flat if isinstance(t, torch.Tensor))))
+            return out
+
+    record = Record()
+    with autocast, record:
+        model(x)
+    return record.seen
+
+
+@pytest.mark.parametrize("name", ["ViT-128/4x4", "CCT-128/4x4", "CvT-128/4x4", "Hybrid ViN-128/4x4",
+                                  "2D MLP-Mixer-64/5", "2D FNet-64/5", "WaveMix-128/7", "ResNet-18"])
+def test_the_cpu_emulation_of_cuda_autocast_gives_cuda_s_dtypes_call_by_call(name):
+    from wavemix_profile.autocast_policy import cuda_autocast_policy
+    from wavemix_profile.models import create_model
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=100, image_size=32)
+    x = torch.randn(2, 3, 32, 32)
+    with cuda_autocast_policy():
+        emulated = _op_dtypes(model, x, torch.autocast("cpu", dtype=torch.float16))
+    real = _op_dtypes(model.cuda(), x.cuda(), torch.autocast("cuda", dtype=torch.float16))
+    differ = [(e, r) for e, r in zip(emulated, real) if e != r]
+    assert len(emulated) == len(real) and not differ, differ[:5]
+
+
+@pytest.mark.parametrize("name", ["ResNet-18", "WaveMix-128/7"])
+def test_predicted_reserved_is_within_10_percent_of_the_measured(name):
+    from dataclasses import replace
+
+    from wavemix_profile.memory import CpuEstimator, cpu_memory_result
+    config = StepConfig(device=torch.device("cuda"), amp="fp16", num_classes=100)
+
+    def build():
+        return create_model(name, num_classes=100, image_size=32)
+
+    release_cuda_memory()
+    measured = cuda_memory_result(TrainStep(build(), config), batch=64, image_size=32, warmup_steps=2)
+    release_cuda_memory()
+    predicted = cpu_memory_result(CpuEstimator(build, replace(config, device=torch.device("cpu"))),
+                                  batch=64, image_size=32)
+    pairs = {"train": (predicted.reserved_train_bytes, measured.reserved_train_bytes),
+             "infer": (predicted.reserved_infer_bytes, measured.reserved_infer_bytes)}
+    for mode, (got, want) in pairs.items():
+        print(f"{name} {mode}: predicted reserved {got / 2**20:.0f} MiB, measured {want / 2**20:.0f} MiB")
+    assert all(abs(got - want) <= 0.10 * want for got, want in pairs.values()), pairs

@@ -179,13 +179,23 @@ def test_device_column_only_for_several_devices(results, on_h100):
         assert tables and all(("| device |" in l) == expected for l in tables)
 
 
-def test_estimates_and_predictions_are_labelled(results):
+def test_estimates_and_predictions_say_which_end_of_the_band_each_is(results):
     grid = comparison_grids(results)[0]
     cpu = next(r for r in grid.rows if r.device == CPU)
     texts = {col.key: cell.text for col, cell in zip(grid.columns, cpu.cells)}
-    assert texts["memory"] == "1.21~" and texts["max_batch_train"] == "832 (pred.)"
+    # Volta, CUDA 12, lazy: 1.32 GiB reserved + 20 MiB of cuBLAS workspaces + 400 MiB context
+    # + 379,584,512 B of kernels + 256 MiB of library handles = 2.334 GiB on the device.
+    assert texts["memory"] == "1.21~ ≤2.33" and texts["max_batch_train"] == "832 (pred.)"
     report = render_markdown(results, command=COMMAND)
-    assert "1.21\\~" in report and "- `~`: estimated on the CPU" in report and "`(pred.)`" in report
+    assert "| 1.21\\~ ≤2.33 |" in report
+    assert "- `~`: the tensors (allocated), estimated on the CPU" in report
+    assert "- `≤`: the predicted band's upper end, what nvidia-smi would show" in report
+    assert "- `(pred.)`: predicted from CPU memory estimates, not found by probing a GPU: the largest batch " \
+           "whose upper end (≤) fits the budget" in report
+    console = Console(record=True, width=320)
+    print_comparison(results, console=console)
+    text = console.export_text()
+    assert "1.21~ ≤2.33" in text and "≤: the predicted band's upper end" in text
 
 
 def test_terminal_title_names_device_and_batch(on_h100):
@@ -374,6 +384,24 @@ def test_records_written_before_mfu_and_energy_still_read_and_render():
     old = result_from_dict(line)
     assert old.throughput.train_images_per_joule is None and old.memory.nvml_peak_train_bytes is None
     assert [c.key for c in comparison_grids([old])[0].columns][-1] == "infer_images_per_s"
+    assert render_csv([old]).splitlines()[1].count(",") == len(COLUMNS) - 1
+
+
+def test_records_written_before_the_band_still_read_and_render():
+    line = json.loads(FIXTURE.read_text(encoding="utf-8").splitlines()[-1])
+    assert line["settings"]["target_gpu"] == "V100"
+    del line["settings"]["target_gpu"]
+    for key in ("reserved_infer_bytes", "predicted_device_train_bytes", "predicted_device_infer_bytes",
+                "overhead_source"):
+        del line["memory"][key]
+    for which in ("max_batch_train", "max_batch_infer"):
+        del line[which]["predicted_device_bytes"], line[which]["overhead_source"]
+    old = result_from_dict(line)
+    assert old.memory.predicted_device_train_bytes is None and old.max_batch_train.overhead_source is None
+    grid = comparison_grids([old])[0]
+    assert grid.rows[0].cells[[c.key for c in grid.columns].index("memory")].text == "1.21~"
+    report = render_markdown([old], command=None)
+    assert "| 1.21\\~ |" in report and "- `≤`" not in report
     assert render_csv([old]).splitlines()[1].count(",") == len(COLUMNS) - 1
 
 

@@ -10,6 +10,7 @@ import sys
 import threading
 
 from . import __version__
+from .results import INFERENCE_MODES
 
 RAW = argparse.RawDescriptionHelpFormatter
 
@@ -72,6 +73,13 @@ def _add_measure_options(p: argparse.ArgumentParser, *, single_size: bool) -> No
     p.add_argument("--memory-budget", default=None, metavar="SIZE",
                    help="max-batch budget, e.g. 16GiB (GiB, GB, MiB, MB); default: the whole GPU, or 16GiB predicted on CPU")
     p.add_argument("--multiple-of", type=_positive_int, default=1, help="max batch must be a multiple of N")
+    p.add_argument("--inference", default=None, choices=INFERENCE_MODES,
+                   help="how inference runs: inference_mode (default; nothing kept for backward) or autograd "
+                        "(a plain eval-mode forward that records the graph, as a script without no_grad)")
+    p.add_argument("--target-gpu", default=None, metavar="GPU",
+                   help="on the CPU, the GPU a prediction is for: a name (V100, 'NVIDIA H100 80GB HBM3'), a generation "
+                        "(ampere) or a compute capability (sm86); default: the largest overheads of "
+                        "wavemix_profile/cuda_overheads.py")
     p.add_argument("--channels-last", action="store_true", help="channels_last memory format")
     p.add_argument("--compile", action="store_true", help="torch.compile the model before timing")
     p.add_argument("--num-classes", type=_positive_int, default=100, help="classifier outputs (default 100, CIFAR-100)")
@@ -144,6 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cuda or cuda:N (default cuda)")
     p.add_argument("--out", default=None, metavar="DIR", help="output folder (default reports/<device-slug>/)")
     p.set_defaults(func=lambda a: _run("validate", "run_validate", a))
+
+    p = sub.add_parser("paper-fit", help="which way of measuring the paper's Tables 1, 4 and 6 match, from first "
+                                         "principles",
+                       epilog="example:\n  wavemix-profile paper-fit --out reports/cpu-amd-epyc", formatter_class=RAW)
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="folder for paper_fit.json; its report.md gains the section (default reports/<device-slug>/)")
+    p.set_defaults(func=lambda a: _run("paper_fit", "run_paper_fit", a))
 
     p = sub.add_parser("report", help="re-render tables, files and charts from stored results, without measuring",
                        epilog="examples:\n  wavemix-profile report reports/cpu/results.jsonl\n"

@@ -15,7 +15,7 @@ import torch
 from .environment import collect_environment
 from .errors import BadInputError
 from .protocol import Event, Probe, Stage
-from .results import MEASUREMENTS, FlopsResult, Result, Settings
+from .results import INFERENCE_MODES, MEASUREMENTS, FlopsResult, Result, Settings
 from .sources import ModelSource, resolve_source
 from .training import StepConfig, TrainStep, check_amp, check_logits
 
@@ -45,6 +45,8 @@ def validate(settings: Settings) -> ModelSource:
     """Raise BadInputError (or the registry's errors) for a request that cannot run."""
     if not isinstance(settings.batch_size, int) or settings.batch_size < 1:
         raise BadInputError(f"batch size must be an integer >= 1, got {settings.batch_size!r}")
+    if settings.inference not in (None, *INFERENCE_MODES):
+        raise BadInputError(f"unknown inference mode {settings.inference!r}; accepted: {', '.join(INFERENCE_MODES)}")
     if settings.throughput_batch_size is not None and settings.throughput_batch_size < 1:
         raise BadInputError(f"throughput batch size must be >= 1, got {settings.throughput_batch_size!r}")
     if not isinstance(settings.image_size, int) or settings.image_size < 1:
@@ -63,13 +65,24 @@ def validate(settings: Settings) -> ModelSource:
         raise BadInputError(f"unknown measurement to skip {', '.join(unknown)}; accepted: {', '.join(MEASUREMENTS)}")
     check_amp(settings.amp)
     device = parse_device(settings.device)
+    if settings.target_gpu is not None:
+        from .cuda_overheads import find_generation
+        if device.type == "cuda":
+            raise BadInputError(f"--target-gpu names the GPU a CPU prediction is for; on {settings.device} the "
+                                "device itself is measured: leave it out, or use --device cpu")
+        if find_generation(settings.target_gpu) is None:
+            raise BadInputError(f"unknown target GPU {settings.target_gpu!r}; accepted: a name (V100, "
+                                "'NVIDIA H100 80GB HBM3'), a generation (volta, turing, ampere, ada, hopper) or a "
+                                "compute capability (sm86, 8.6)")
     if settings.memory_budget_bytes is not None:
         from .maxbatch import format_bytes
-        from .probes import CUDA_CONTEXT_ALLOWANCE_BYTES
-        if settings.memory_budget_bytes <= CUDA_CONTEXT_ALLOWANCE_BYTES:
+        from .probes import target_overheads
+        overheads = target_overheads(settings)
+        if settings.memory_budget_bytes <= overheads.row.fixed_bytes("train"):
             raise BadInputError(f"memory budget {format_bytes(settings.memory_budget_bytes)} leaves nothing for "
-                                f"tensors: a GPU's CUDA context and library workspaces take about "
-                                f"{format_bytes(CUDA_CONTEXT_ALLOWANCE_BYTES)}; give a budget above that, e.g. 16GiB")
+                                f"tensors: a GPU's CUDA context, libraries and cuBLAS workspaces take about "
+                                f"{format_bytes(overheads.row.fixed_bytes('train'))} on {overheads.describe()}; "
+                                "give a budget above that, e.g. 16GiB")
         if device.type == "cuda":
             total = torch.cuda.get_device_properties(device).total_memory
             if settings.memory_budget_bytes > total:
@@ -176,9 +189,11 @@ def _memory(build, config: StepConfig, settings: Settings, estimator=None):
         finally:
             del step
             release_cuda_memory()
+    from .cuda_overheads import with_device_band
     from .memory import CpuEstimator
-    return cpu_memory_result(estimator or CpuEstimator(build, config), batch=settings.batch_size,
-                             image_size=settings.image_size)
+    from .probes import target_overheads
+    return with_device_band(cpu_memory_result(estimator or CpuEstimator(build, config), batch=settings.batch_size,
+                                              image_size=settings.image_size), target_overheads(settings))
 
 
 def _throughput(build, config: StepConfig, settings: Settings, flops: FlopsResult | None, *, device_name: str):

@@ -15,11 +15,14 @@ during the step, its largest reading kept.
 CPU: an estimate. The same step runs under FakeTensorMode (shapes and dtypes, no data, so any
 batch size costs about the same to estimate) while a dispatch-mode tracker adds up the storage of
 every tensor alive at once. It counts what the operators' outputs hold; it cannot see CUDA-only
-costs (context, cuDNN/cuBLAS workspaces, allocator rounding and caching), so it is labelled an
-estimate and never presented as GPU memory.
+costs (context, cuDNN/cuBLAS workspaces), so it is labelled an estimate and never presented as GPU
+memory. The tracker also records the order in which storages are made and freed; replayed through a
+model of the caching allocator (reserved.py, allocator.py) that order predicts max_memory_reserved,
+the allocator's rounding and cache included (CpuEstimator.estimate).
 """
 from __future__ import annotations
 
+import contextlib
 import gc
 import weakref
 from dataclasses import dataclass
@@ -30,7 +33,10 @@ import torch.nn as nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from .results import MemoryResult
+from .allocator import Alloc, Free
+from .autocast_policy import cuda_autocast_policy
+from .reserved import StepRecording, predicted_reserved
+from .results import MemoryResult, Settings
 from .sampling import PeakSampler
 from .training import StepConfig, TrainStep, optimizer_state_bytes, param_bytes
 
@@ -40,17 +46,31 @@ class LiveStorageTracker(TorchDispatchMode):
 
     `existing` tensors (weights, inputs, optimizer state) are counted by the caller; views of them
     made inside must not look like new storage, so their storages are known from the start.
+    `trace`, when given, gets an allocator.Alloc for each new storage and a Free when it is released,
+    in order, while the tracker is entered (what is released later happens after what it traced).
     """
 
-    def __init__(self, existing=()):
+    def __init__(self, existing=(), *, trace: Optional[list] = None):
         super().__init__()
         self._existing = {t.untyped_storage()._cdata for t in existing}
         self._live: dict[int, int] = {}
         self.current_bytes = 0
         self.peak_bytes = 0
+        self.trace = trace
+        self._tracing = False
+
+    def __enter__(self):
+        self._tracing = self.trace is not None
+        return super().__enter__()
+
+    def __exit__(self, *exc_info):
+        self._tracing = False
+        return super().__exit__(*exc_info)
 
     def _release(self, key: int) -> None:
         self.current_bytes -= self._live.pop(key, 0)
+        if self._tracing:
+            self.trace.append(Free(key))
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
@@ -61,9 +81,20 @@ class LiveStorageTracker(TorchDispatchMode):
                 if key not in self._live and key not in self._existing:  # views add nothing
                     self._live[key] = storage.nbytes()
                     self.current_bytes += storage.nbytes()
+                    if self._tracing:
+                        self.trace.append(Alloc(key, storage.nbytes()))
                     weakref.finalize(storage, self._release, key)
         self.peak_bytes = max(self.peak_bytes, self.current_bytes)
         return out
+
+
+@dataclass(frozen=True)
+class StepEstimate:
+    """One training step's or inference pass's CPU estimate, in bytes: `allocated_bytes` is the peak
+    of what tensors hold (the figure max_memory_allocated measures, less the allocator's 512 B
+    rounding); `reserved_bytes` the CUDA caching allocator's predicted max_memory_reserved."""
+    allocated_bytes: int
+    reserved_bytes: int
 
 
 @dataclass(frozen=True)
@@ -115,18 +146,44 @@ class CpuEstimator:
     def peak(self, mode: str, *, batch: int, image_size: int) -> int:
         """Estimated peak bytes of one training step ("train") or inference pass ("infer"). Inference
         counts weights, buffers, the input and what the pass allocates: the fake Adam state of an
-        earlier training estimate is alive but, as for a freshly built model, not counted."""
-        with self._mode:
-            x, y = self.step.batch(batch, image_size)
+        earlier training estimate is alive but, as for a freshly built model, not counted. The step
+        casts as CUDA autocast would (autocast_policy): the estimate predicts a GPU."""
+        return self._run(mode, batch=batch, image_size=image_size)
+
+    def estimate(self, mode: str, *, batch: int, image_size: int,
+                 warmup_steps: int = Settings.warmup_steps) -> StepEstimate:
+        """peak()'s figure and the CUDA caching allocator's predicted max_memory_reserved, in bytes,
+        of the training step measured after `warmup_steps` warm-up steps, or of the inference pass
+        of a freshly built model (reserved.py). The replay costs milliseconds beside the fake step."""
+        rec = StepRecording()
+        allocated = self._run(mode, batch=batch, image_size=image_size, recording=rec)
+        reserved = predicted_reserved(mode, rec, self.step, warmup_steps=warmup_steps)
+        return StepEstimate(allocated_bytes=allocated, reserved_bytes=reserved)
+
+    def _run(self, mode: str, *, batch: int, image_size: int, recording: Optional[StepRecording] = None) -> int:
+        """One fake training step or inference pass; returns peak()'s figure. With `recording`, the
+        storages made for the batch and those the step creates and releases are recorded there."""
+        rec = recording
+        trace = None if rec is None else rec.step
+        with self._mode, cuda_autocast_policy():
+            with contextlib.nullcontext() if rec is None else LiveStorageTracker(trace=rec.batch):
+                x, y = self.step.batch(batch, image_size)
+            if rec is not None:
+                rec.labels_id = y.untyped_storage()._cdata
             if mode == "train":
                 if not self._warm:
                     self.step.train(x, y)
                     self._warm = True
-                tracker = LiveStorageTracker(existing=[*_state_tensors(self.step), x, y])
-                with tracker:
-                    self.step.train(x, y)
+                tracker = LiveStorageTracker(existing=[*_state_tensors(self.step), x, y], trace=trace)
+                hook = None if rec is None else self.step.optimizer.register_step_pre_hook(rec.optimizer_step_begins)
+                try:
+                    with tracker:
+                        self.step.train(x, y)
+                finally:
+                    if hook is not None:
+                        hook.remove()
                 return self.params_bytes + self.optimizer_state_bytes + _tensor_bytes((x, y)) + tracker.peak_bytes
-            tracker = LiveStorageTracker(existing=[*_state_tensors(self.step), x])
+            tracker = LiveStorageTracker(existing=[*_state_tensors(self.step), x], trace=trace)
             with tracker:
                 self.step.infer(x)
             return self.params_bytes + _tensor_bytes((x,)) + tracker.peak_bytes
@@ -154,11 +211,15 @@ def estimate_cpu_peaks(build: Callable[[], nn.Module], config: StepConfig, *, ba
 
 
 def cpu_memory_result(estimator: CpuEstimator, *, batch: int, image_size: int) -> MemoryResult:
-    train = estimator.peak("train", batch=batch, image_size=image_size)
-    infer = estimator.peak("infer", batch=batch, image_size=image_size)
+    """The CPU estimate as a MemoryResult: peaks of what tensors hold, and the caching allocator's
+    predicted max_memory_reserved in the reserved fields."""
+    train_estimate = estimator.estimate("train", batch=batch, image_size=image_size)
+    infer_estimate = estimator.estimate("infer", batch=batch, image_size=image_size)
+    train, infer = train_estimate.allocated_bytes, infer_estimate.allocated_bytes
     fixed = estimator.params_bytes + estimator.grads_bytes + estimator.optimizer_state_bytes
     return MemoryResult(
         method="cpu-estimate", batch_size=batch, peak_train_bytes=train, peak_infer_bytes=infer,
+        reserved_train_bytes=train_estimate.reserved_bytes, reserved_infer_bytes=infer_estimate.reserved_bytes,
         params_bytes=estimator.params_bytes, grads_bytes=estimator.grads_bytes,
         optimizer_state_bytes=estimator.optimizer_state_bytes, activations_train_bytes=max(0, train - fixed))
 

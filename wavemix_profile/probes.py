@@ -8,26 +8,29 @@ Only CUDA out-of-memory counts as "does not fit"; any other error stops the sear
 A budget below the device's size is emulated with torch.cuda.set_per_process_memory_fraction, with
 the CUDA context that a real card of that size would also hold subtracted first.
 
-CPU: each probe is the CPU memory estimate (memory.CpuEstimator) of the same step compared with the
-budget less an allowance for the CUDA context: a prediction, labelled so.
+CPU: each probe predicts the step's memory on the target GPU as a band (cuda_overheads.py): the
+CPU estimate of its tensors (allocated), the caching allocator's model of them plus cuBLAS's
+workspaces (reserved), and that plus the CUDA context, lazily loaded kernels and library handles
+(what nvidia-smi would show). A batch fits when the band's upper end is within the budget, so a
+predicted batch is one that fits the whole device's use, not only the tensors: a prediction,
+labelled so.
 """
 from __future__ import annotations
 
+import os
 import time
 from typing import Callable
 
 import torch
 import torch.nn as nn
 
+from .cuda_overheads import MemoryBand, Overheads, band, overheads_for
 from .maxbatch import ProbeOutcome, find_max_batch
 from .memory import (CpuEstimator, CudaAllocatorCounter, PeakCounter, drop_training_state,
                      release_cuda_memory)
 from .results import MaxBatchResult, ProbeRecord, Settings
 from .training import StepConfig, TrainStep
 
-# What a CUDA context and the cuDNN/cuBLAS workspaces typically take on a recent driver and torch
-# (300-600 MiB); a real card cannot give it to tensors, so predictions keep it aside.
-CUDA_CONTEXT_ALLOWANCE_BYTES = 512 * 2**20
 DEFAULT_PREDICTION_BUDGET_BYTES = 16 * 2**30
 _OOM_WORDS = ("out of memory", "CUDNN_STATUS_ALLOC_FAILED", "CUBLAS_STATUS_ALLOC_FAILED")
 
@@ -50,29 +53,61 @@ def search_max_batch(build: Callable[[], nn.Module], config: StepConfig, setting
     return _predicted_search(estimator or CpuEstimator(build, config), settings, mode, on_probe)
 
 
-def _result(mode, search, budget, *, predicted, began, method_prefix) -> MaxBatchResult:
+def _result(mode, search, budget, *, began, method_prefix) -> MaxBatchResult:
     probes = tuple(ProbeRecord(p.batch, p.fits, p.peak_bytes) for p in search.probes)
-    at_answer = next((p.peak_bytes for p in probes if p.batch == search.max_batch), None)
-    return MaxBatchResult(mode=mode, max_batch=search.max_batch, budget_bytes=budget, predicted=predicted,
+    return MaxBatchResult(mode=mode, max_batch=search.max_batch, budget_bytes=budget, predicted=False,
                           method=f"{method_prefix}, {search.method}", probes=probes,
-                          search_s=time.perf_counter() - began, capped=search.capped,
-                          predicted_peak_bytes=at_answer if predicted else None)
+                          search_s=time.perf_counter() - began, capped=search.capped)
+
+
+def module_loading() -> str:
+    """How CUDA would load kernel modules for a process started like this one: "eager" only where
+    CUDA_MODULE_LOADING says so (lazy is CUDA's default on Linux since 12.2, and torch's before)."""
+    return "eager" if os.environ.get("CUDA_MODULE_LOADING", "").strip().upper() == "EAGER" else "lazy"
+
+
+def target_overheads(settings: Settings) -> Overheads:
+    """The overhead row a CPU prediction uses: settings.target_gpu (None: the largest row), the CUDA
+    version this torch was built for (a CPU-only torch: not known) and this process's module loading."""
+    return overheads_for(settings.target_gpu, cuda_version=torch.version.cuda, loading=module_loading())
+
+
+def predicted_band(estimator: CpuEstimator, overheads: Overheads, mode: str, *, batch: int, image_size: int,
+                   warmup_steps: int) -> MemoryBand:
+    """The band of one training step (measured after `warmup_steps`) or inference pass at `batch`, in
+    bytes: the estimate's tensors, the allocator model's reserved bytes plus cuBLAS workspaces, and
+    what nvidia-smi would show."""
+    step = estimator.estimate(mode, batch=batch, image_size=image_size, warmup_steps=warmup_steps)
+    return band(step.allocated_bytes, step.reserved_bytes, overheads.row, mode)
 
 
 def _predicted_search(estimator: CpuEstimator, settings: Settings, mode: str, on_probe) -> MaxBatchResult:
+    """Largest b whose band's upper end fits the budget. The search fits its line to the upper ends
+    (the probes' peak_bytes it sees); the stored probes keep the tensors' bytes beside them."""
     began = time.perf_counter()
     budget = settings.memory_budget_bytes or DEFAULT_PREDICTION_BUDGET_BYTES
-    usable = budget - CUDA_CONTEXT_ALLOWANCE_BYTES
+    overheads = target_overheads(settings)
+    bands: dict[int, MemoryBand] = {}
 
     def fits(batch: int) -> ProbeOutcome:
-        peak = estimator.peak(mode, batch=batch, image_size=settings.image_size)
-        outcome = ProbeOutcome(batch=batch, fits=peak <= usable, peak_bytes=peak)
+        bands[batch] = predicted_band(estimator, overheads, mode, batch=batch, image_size=settings.image_size,
+                                      warmup_steps=settings.warmup_steps)
+        outcome = ProbeOutcome(batch=batch, fits=bands[batch].device_bytes <= budget,
+                               peak_bytes=bands[batch].device_bytes)
         on_probe(outcome)
         return outcome
 
-    search = find_max_batch(fits, budget_bytes=usable, multiple_of=settings.multiple_of,
+    search = find_max_batch(fits, budget_bytes=budget, multiple_of=settings.multiple_of,
                             start=settings.multiple_of)
-    return _result(mode, search, budget, predicted=True, began=began, method_prefix="cpu-estimate")
+    probes = tuple(ProbeRecord(p.batch, p.fits, bands[p.batch].allocated_bytes, bands[p.batch].device_bytes)
+                   for p in search.probes)
+    at_answer = bands.get(search.max_batch)
+    return MaxBatchResult(mode=mode, max_batch=search.max_batch, budget_bytes=budget, predicted=True,
+                          method=f"cpu-estimate, {search.method}", probes=probes,
+                          search_s=time.perf_counter() - began, capped=search.capped,
+                          predicted_peak_bytes=at_answer.allocated_bytes if at_answer else None,
+                          predicted_device_bytes=at_answer.device_bytes if at_answer else None,
+                          overhead_source=overheads.describe())
 
 
 def _cuda_search(build, config: StepConfig, settings: Settings, mode: str, on_probe) -> MaxBatchResult:
@@ -97,8 +132,7 @@ def _cuda_search(build, config: StepConfig, settings: Settings, mode: str, on_pr
         step.optimizer.state.clear()
         release_cuda_memory()
         torch.cuda.set_per_process_memory_fraction(1.0, device)
-    return _result(mode, search, budget, predicted=False, began=began,
-                   method_prefix="cuda" + (" emulated budget" if emulated else ""))
+    return _result(mode, search, budget, began=began, method_prefix="cuda" + (" emulated budget" if emulated else ""))
 
 
 def cuda_context_bytes(device: torch.device) -> int:

@@ -15,9 +15,12 @@ from typing import Any, Optional
 
 SCHEMA_VERSION = 1
 MEASUREMENTS = ("params", "flops", "memory", "max-batch", "throughput")
+INFERENCE_MODES = ("inference_mode", "autograd")
 # Settings fields of the CPU's quick preset: it keeps `make demo` within minutes on two cores with a
 # few short timed blocks on a small batch (memory and max batch are CPU estimates either way).
 CPU_QUICK_TIMING = {"throughput_batch_size": 2, "warmup_steps": 1, "timed_iterations": 1, "repeats": 3}
+# Settings fields added after the store's first records: absent from the key while None.
+KEY_NEUTRAL_WHEN_NONE = ("target_gpu", "inference")
 
 
 @dataclass(frozen=True)
@@ -40,10 +43,21 @@ class Settings:
     multiple_of: int = 1
     max_batch_modes: tuple[str, ...] = ("train", "infer")
     skip: tuple[str, ...] = ()  # subset of MEASUREMENTS
+    # The GPU a CPU prediction is for (cuda_overheads.find_generation: a name, generation or sm);
+    # None: the most conservative row. CPU only: on CUDA the device itself is measured.
+    target_gpu: Optional[str] = None
+    # How inference runs: None or "inference_mode" (torch.inference_mode: nothing kept for backward),
+    # or "autograd" (a plain forward in eval mode, recording the graph, as a script without no_grad).
+    inference: Optional[str] = None
 
     def key(self) -> str:
-        """Stable identity of a measurement for the store and --resume."""
-        return json.dumps(to_dict(self), sort_keys=True)
+        """Stable identity of a measurement for the store and --resume. A field added after records
+        were stored is left out while None, so a request keeps the key its stored record was written under."""
+        data = to_dict(self)
+        for name in KEY_NEUTRAL_WHEN_NONE:
+            if data[name] is None:
+                del data[name]
+        return json.dumps(data, sort_keys=True)
 
 
 @dataclass(frozen=True)
@@ -97,7 +111,9 @@ class MemoryResult:
     batch_size: int
     peak_train_bytes: int
     peak_infer_bytes: int
-    reserved_train_bytes: Optional[int] = None   # CUDA caching allocator, max_memory_reserved
+    # The CUDA caching allocator's max_memory_reserved: measured, or for a cpu-estimate predicted by
+    # replaying the estimate's allocations through a model of the allocator (reserved.py)
+    reserved_train_bytes: Optional[int] = None
     reserved_infer_bytes: Optional[int] = None
     # Device-level used memory (what nvidia-smi shows), read once just after the step: what records
     # written before the NVML sampler hold. Newer records leave these None and fill the peaks below.
@@ -110,6 +126,12 @@ class MemoryResult:
     # The most device-level used memory NVML reported, sampled about every 10 ms during the step.
     nvml_peak_train_bytes: Optional[int] = None
     nvml_peak_infer_bytes: Optional[int] = None
+    # CPU estimates only: the band's upper end, what nvidia-smi would show for the step on the target
+    # GPU (reserved bytes plus cuBLAS workspaces, CUDA context, lazily loaded kernels and library
+    # handles: cuda_overheads.py), and the overhead row it used (cuda_overheads.Overheads.describe).
+    predicted_device_train_bytes: Optional[int] = None
+    predicted_device_infer_bytes: Optional[int] = None
+    overhead_source: Optional[str] = None
 
     @property
     def is_estimate(self) -> bool:
@@ -152,9 +174,13 @@ class ThroughputResult:
 
 @dataclass(frozen=True)
 class ProbeRecord:
+    """One probe of the search: `peak_bytes` is what tensors held (measured, or the CPU estimate);
+    for a prediction, `device_bytes` is the band's upper end the probe was judged by."""
+
     batch: int
     fits: bool
     peak_bytes: Optional[int] = None
+    device_bytes: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -169,7 +195,11 @@ class MaxBatchResult:
     probes: tuple[ProbeRecord, ...]
     search_s: float
     capped: bool = False
-    predicted_peak_bytes: Optional[int] = None
+    predicted_peak_bytes: Optional[int] = None    # tensors (allocated) at the predicted answer
+    # A prediction fits when the band's upper end (what nvidia-smi would show) is within the budget:
+    # that end at the answer, and the overhead row it used (cuda_overheads.Overheads.describe).
+    predicted_device_bytes: Optional[int] = None
+    overhead_source: Optional[str] = None
 
 
 @dataclass(frozen=True)

@@ -40,12 +40,14 @@ class StepConfig:
     channels_last: bool = False
     compile: bool = False
     num_classes: int = 100
+    inference: str = "inference_mode"   # or "autograd": see results.Settings.inference
 
     @classmethod
     def of(cls, settings) -> "StepConfig":
         """The step a measurement request (results.Settings) asks for."""
         return cls(device=torch.device(settings.device), amp=settings.amp, channels_last=settings.channels_last,
-                   compile=settings.compile, num_classes=settings.num_classes)
+                   compile=settings.compile, num_classes=settings.num_classes,
+                   inference=settings.inference or "inference_mode")
 
 
 class TrainStep:
@@ -88,8 +90,11 @@ class TrainStep:
         self.optimizer.zero_grad(set_to_none=True)
 
     def infer(self, x: torch.Tensor, *, amp: str | None = None) -> torch.Tensor:
+        """One pass in eval mode: under torch.inference_mode, or ("autograd") recording the graph, so
+        that what backward would need stays alive until the logits are dropped."""
         self.model.eval()
-        with torch.inference_mode(), self.autocast(amp):
+        recording = self.config.inference == "autograd"
+        with torch.enable_grad() if recording else torch.inference_mode(), self.autocast(amp):
             logits = self.forward(x)
         check_logits(logits, x.shape[0], self.config.num_classes)
         return logits

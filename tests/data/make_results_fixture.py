@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from wavemix_profile.cuda_overheads import band, overheads_for
 from wavemix_profile.gpu_peaks import peak_flops_per_s
 from wavemix_profile.results import (Environment, FlopsResult, MaxBatchResult, MemoryResult,
                                      ProbeRecord, Result, Settings, ThroughputResult, result_to_json)
@@ -41,13 +42,22 @@ AT_32 = {
 }
 
 
+# The CPU record's predictions are for a V100 with CUDA 12 (cuda_overheads.py): its band's upper end
+# is the tensors' reserved bytes plus that row's overheads.
+V100 = overheads_for("V100", cuda_version="12.4")
+
+
 def _max_batch(mode: str, batch: int, predicted: bool = False) -> MaxBatchResult:
     probes = (ProbeRecord(batch=batch, fits=True, peak_bytes=int(BUDGET * 0.93)),
               ProbeRecord(batch=batch + 64, fits=False))
+    allocated = int(BUDGET * 0.88)
     return MaxBatchResult(mode=mode, max_batch=batch, budget_bytes=BUDGET, predicted=predicted,
                           method="cpu-estimate-linear" if predicted else "cuda-probe",
                           probes=() if predicted else probes, search_s=12.5,
-                          predicted_peak_bytes=int(BUDGET * 0.97) if predicted else None)
+                          predicted_peak_bytes=allocated if predicted else None,
+                          predicted_device_bytes=band(allocated, int(allocated * 1.04), V100.row, mode).device_bytes
+                          if predicted else None,
+                          overhead_source=V100.describe() if predicted else None)
 
 
 # Board power while timing (W): training draws more than inference. Joules per image = W / images/s.
@@ -88,13 +98,17 @@ def gpu_result(name: str, size: int, *, skip: tuple[str, ...] = ()) -> Result:
 
 def cpu_estimate() -> Result:
     settings = Settings(model="WaveMix-128/7", image_size=32, device="cpu", memory_budget_bytes=BUDGET,
-                        throughput_batch_size=8, warmup_steps=1, timed_iterations=2, repeats=2)
+                        throughput_batch_size=8, warmup_steps=1, timed_iterations=2, repeats=2, target_gpu="V100")
     base = gpu_result("WaveMix-128/7", 32)
+    train = band(int(1.21 * GIB), int(1.32 * GIB), V100.row, "train")
+    infer = band(int(0.36 * GIB), int(0.40 * GIB), V100.row, "infer")
     return Result(
         settings=settings, model_name="WaveMix-128/7", family="WaveMix", environment=CPU,
         params_total=base.params_total, params_trainable=base.params_trainable, flops=base.flops,
-        memory=MemoryResult(method="cpu-estimate", batch_size=64, peak_train_bytes=int(1.21 * GIB),
-                            peak_infer_bytes=int(0.36 * GIB)),
+        memory=MemoryResult(method="cpu-estimate", batch_size=64, peak_train_bytes=train.allocated_bytes,
+                            peak_infer_bytes=infer.allocated_bytes, reserved_train_bytes=int(1.32 * GIB),
+                            reserved_infer_bytes=int(0.40 * GIB), predicted_device_train_bytes=train.device_bytes,
+                            predicted_device_infer_bytes=infer.device_bytes, overhead_source=V100.describe()),
         throughput=ThroughputResult(batch_size=8, timer="wall-clock", threads=2, iterations=2, repeats=2,
                                     train_images_per_s=38.46, infer_images_per_s=141.2, train_cv=0.083,
                                     infer_cv=0.057, precision="fp32", energy_note=NO_RAPL),

@@ -41,7 +41,8 @@ def build_requests(args, device: str) -> list[Settings]:
     return [Settings(model=model, image_size=size, batch_size=args.batch_size, device=device,
                      amp=args.amp, channels_last=args.channels_last, compile=args.compile,
                      num_classes=args.num_classes, memory_budget_bytes=budget,
-                     multiple_of=args.multiple_of, skip=skip, **extra)
+                     multiple_of=args.multiple_of, skip=skip, target_gpu=args.target_gpu,
+                     inference=args.inference, **extra)
             for model in expand_models(args.models or list(PAPER_ZOO)) for size in dict.fromkeys(args.image_sizes)]
 
 

@@ -29,13 +29,18 @@ def run_max_batch(args) -> int:
                         device=args.device or default_device(), amp=args.amp,
                         channels_last=args.channels_last, compile=args.compile, num_classes=args.num_classes,
                         memory_budget_bytes=parse_budget(args.memory_budget), multiple_of=args.multiple_of,
-                        max_batch_modes=modes, skip=("flops", "memory", "throughput"))
+                        max_batch_modes=modes, skip=("flops", "memory", "throughput"),
+                        target_gpu=args.target_gpu, inference=args.inference)
     validate(settings)
     console = make_console()
+    predicted = settings.device == "cpu"
 
     def show(event: Event) -> None:
         if isinstance(event, Probe):
-            used = f", peak {event.peak_bytes / 2**30:.2f} GiB" if event.peak_bytes else ""
+            # A prediction is judged by the band's upper end; a CUDA probe by what its tensors held.
+            used = "" if not event.peak_bytes else (
+                f", {event.peak_bytes / 2**30:.2f} GiB on the device (upper end)" if predicted
+                else f", peak {event.peak_bytes / 2**30:.2f} GiB")
             verdict = "[green]fits" if event.fits else "[red]does not fit"
             console.print(f"  {event.mode:5s} batch {event.batch:>7,}: {verdict}[/]{used}")
 
@@ -48,21 +53,28 @@ def run_max_batch(args) -> int:
 
 
 def max_batch_table(result: Result) -> Table:
-    from ..probes import CUDA_CONTEXT_ALLOWANCE_BYTES
-    from ..render.columns import max_batch_label
+    """One row per mode searched. A prediction shows both ends of its band at the answer: the
+    tensors (allocated, the CPU estimate) and what nvidia-smi would show, the end it was judged by."""
+    from ..render.columns import MISSING, UPPER, max_batch_label
     found = [r for r in (result.max_batch_train, result.max_batch_infer) if r is not None]
     budget = found[0].budget_bytes / 2**30
-    predicted = any(r.predicted for r in found)
-    title = (f"{result.model_name} @ {result.settings.image_size} px, {budget:.1f} GiB budget"
-             + (f" (predicted from CPU memory estimates, {CUDA_CONTEXT_ALLOWANCE_BYTES / 2**30:.1f} GiB kept "
-               "for the CUDA context)" if predicted else ""))
-    table = Table(title=title)
-    for header in ("mode", "max batch", "probes", "peak at answer (GiB)", "search (s)", "method"):
+    predicted = next((r for r in found if r.predicted), None)
+    title = f"{result.model_name} @ {result.settings.image_size} px, {budget:.1f} GiB budget"
+    if predicted is not None:
+        title += " (predicted from CPU memory estimates" + (
+            f" for {predicted.overhead_source}: the largest batch whose upper end fits the budget)"
+            if predicted.overhead_source else ")")
+    table = Table(title=title, caption=f"tensors: allocated; {UPPER.mark.strip()} device: {UPPER.legend}"
+                  if predicted is not None else None, caption_justify="left")
+    for header in ("mode", "max batch", "probes", "tensors at answer (GiB)", "device at answer (GiB)", "search (s)",
+                   "method"):
         table.add_column(header, justify="left" if header in ("mode", "method") else "right")
     for r in found:
-        peak = next((p.peak_bytes for p in r.probes if p.batch == r.max_batch and p.peak_bytes), None)
+        tensors = r.predicted_peak_bytes or next((p.peak_bytes for p in r.probes if p.batch == r.max_batch
+                                                  and p.peak_bytes), None)
         mark = max_batch_label(r)
         label = f"{r.max_batch:,}" + (mark.mark if mark else "")
-        table.add_row(r.mode, label, str(len(r.probes)), "" if peak is None else f"{peak / 2**30:.2f}",
-                      f"{r.search_s:.1f}", r.method)
+        device = MISSING if r.predicted_device_bytes is None else f"{UPPER.mark.strip()}{r.predicted_device_bytes / 2**30:.2f}"
+        table.add_row(r.mode, label, str(len(r.probes)), MISSING if tensors is None else f"{tensors / 2**30:.2f}",
+                      device, f"{r.search_s:.1f}", r.method)
     return table

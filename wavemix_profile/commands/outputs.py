@@ -78,5 +78,19 @@ def write_outputs(results: Sequence[Result], out: Path, *, command: str, console
     charts = write_charts(results, out)
     write_text(out / "results.csv", render_csv(results))
     write_text(out / "report.md", render_markdown(results, command=command, banner=banner,
+                                                  extra=_paper_fit_section(out),
                                                   charts=[p.name for p in charts if p.suffix == ".png"]))
     return [out / "results.csv", out / "report.md", *charts]
+
+
+def _paper_fit_section(out: Path) -> list[str]:
+    """The "What the paper's numbers match" section when `wavemix-profile paper-fit` wrote its file here."""
+    import json
+    from ..paper_fit import from_json
+    from ..render.paper_fit import render_paper_fit
+    from .paper_fit import PAPER_FIT_NAME
+    path = out / PAPER_FIT_NAME
+    if not path.is_file():
+        return []
+    data = json.loads(path.read_text(encoding="utf-8"))
+    return render_paper_fit(from_json(data), command=data["command"])

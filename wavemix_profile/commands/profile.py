@@ -54,7 +54,8 @@ def run_profile(args) -> int:
     settings = Settings(model=args.model, image_size=args.image_size, batch_size=args.batch_size,
                         device=args.device or default_device(), amp=args.amp, channels_last=args.channels_last,
                         compile=args.compile, num_classes=args.num_classes,
-                        memory_budget_bytes=parse_budget(args.memory_budget))
+                        memory_budget_bytes=parse_budget(args.memory_budget), target_gpu=args.target_gpu,
+                        inference=args.inference)
     source = validate(settings)
 
     def build():
@@ -105,4 +106,7 @@ def memory_table(memory, model_name: str, settings: Settings) -> Table:
         table.add_row(name, f"{value / 2**30:.3f}", f"{100 * value / memory.peak_train_bytes:.1f}%")
     table.add_row("[bold]peak, one training step", f"[bold]{memory.peak_train_bytes / 2**30:.3f}", "100%")
     table.add_row("peak, one inference pass", f"{memory.peak_infer_bytes / 2**30:.3f}", "")
+    if memory.predicted_device_train_bytes is not None:  # the band's upper end: cuda_overheads.py
+        table.add_row(f"on the device, training (nvidia-smi, upper end for {memory.overhead_source})",
+                      f"≤{memory.predicted_device_train_bytes / 2**30:.3f}", "")
     return table

@@ -84,7 +84,7 @@ def run_validate(args) -> int:
 def write_validation(plan: Plan) -> list[Path]:
     """The comparison's report files (from the compare stage) and VALIDATION.md, from what is stored."""
     from ..atomic import write_text
-    from ..probes import CUDA_CONTEXT_ALLOWANCE_BYTES
+    from ..cuda_overheads import overheads_for
     from ..render.validation import ValidationData, render_validation
     from ..store import Store
     from ..validation.checks import read_checks
@@ -99,6 +99,7 @@ def write_validation(plan: Plan) -> list[Path]:
         written = write_outputs(compare, plan.out, command=commands["compare"].replace(" --stage compare", ""),
                                 banner=REHEARSAL_LABEL if plan.rehearse else "")
     device = next((r.environment.device_name for r in compare if r.environment), plan.device)
+    cuda = next((r.environment.cuda_version for r in compare if r.environment), None)
     data = ValidationData(
         device_name=device, label=REHEARSAL_LABEL if plan.rehearse else "", compare=compare,
         whole_device=latest_per_key(Store(plan.store("whole-device")).read()),
@@ -106,7 +107,7 @@ def write_validation(plan: Plan) -> list[Path]:
         checks=read_checks(plan.store("max-batch-checks")),
         repeats=latest_per_key(Store(plan.store("repeatability")).read()),
         left={s.name: len(left(plan, s)) for s in STAGES}, commands=commands, cv_target=CV_TARGET,
-        context_allowance_bytes=CUDA_CONTEXT_ALLOWANCE_BYTES)
+        context_allowance_bytes=overheads_for(device, cuda_version=cuda).row.outside_allocator_bytes)
     path = plan.out / "VALIDATION.md"
     write_text(path, render_validation(data))
     return [*written, path]

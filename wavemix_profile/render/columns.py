@@ -26,9 +26,13 @@ class Label:
     legend: str
 
 
-ESTIMATE = Label("~", "estimated on the CPU (live tensor storage during the same training step), "
-                      "not measured on a GPU")
-PREDICTED = Label(" (pred.)", "predicted from CPU memory estimates, not found by probing a GPU")
+ESTIMATE = Label("~", "the tensors (allocated), estimated on the CPU (live tensor storage during the same "
+                      "training step), not measured on a GPU")
+UPPER = Label("≤", "the predicted band's upper end, what nvidia-smi would show on the target GPU: the caching "
+                   "allocator's rounding and cache, cuBLAS workspaces, the CUDA context, lazily loaded kernels and "
+                   "library handles added to the tensors (wavemix_profile/cuda_overheads.py)")
+PREDICTED = Label(" (pred.)", "predicted from CPU memory estimates, not found by probing a GPU: the largest batch "
+                              "whose upper end (≤) fits the budget")
 _CAP = f"the search stopped at its limit of {MAX_BATCH_LIMIT:,} images and that still fitted: the true maximum may be larger"
 CAPPED = Label(" (cap)", _CAP)
 PREDICTED_CAPPED = Label(" (pred., cap)", f"{PREDICTED.legend}; {_CAP}")
@@ -76,6 +80,11 @@ def _max_batch_label(which: str) -> Callable[[Result], Optional[Label]]:
     return lambda r: max_batch_label(getattr(r, which)) if getattr(r, which) else None
 
 
+def _device_upper(result: Result) -> Optional[float]:
+    device = result.memory.predicted_device_train_bytes if result.memory else None
+    return None if device is None else device / GIB
+
+
 def _rate(name: str) -> Callable[[Result], Optional[float]]:
     return lambda r: getattr(r.throughput, name) if r.throughput else None
 
@@ -110,6 +119,7 @@ class Column:
     qualifier: Callable[[Result], Optional[str]] = lambda r: None
     optional: bool = False       # shown only in a grid where some row has a value (GPU-only figures)
     note: str = ""               # what the column means, for the legend of a grid that shows it
+    upper: Callable[[Result], Optional[float]] = lambda r: None   # a prediction's upper end, marked UPPER
 
 
 COLUMNS: tuple[Column, ...] = (
@@ -119,7 +129,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("memory", "peak train memory", "GiB", "min", "train mem (GiB)",
            lambda r: r.memory.peak_train_bytes / GIB if r.memory else None,
            label=lambda r: ESTIMATE if r.memory and r.memory.is_estimate else None,
-           qualifier=_batch_qualifier),
+           qualifier=_batch_qualifier, upper=_device_upper),
     Column("max_batch_train", "max train batch", "images", "max", "max train (img)", _max_batch("max_batch_train"),
            label=_max_batch_label("max_batch_train"), qualifier=_budget_qualifier("max_batch_train")),
     Column("max_batch_infer", "max infer batch", "images", "max", "max infer (img)", _max_batch("max_batch_infer"),
@@ -231,9 +241,11 @@ def _grid(image_size: int, results: Sequence[Result], show_device: bool) -> Grid
                 continue
             label = column.label(result)
             own = column.qualifier(result)
+            upper = column.upper(result)
             text = format_number(value, column.unit) + (label.mark if label else "")
+            text += "" if upper is None else f" {UPPER.mark}{format_number(upper, column.unit)}"
             text += f" @ {own}" if own and own != common_q else ""
-            used += [label] if label and label not in used else []
+            used += [mark for mark in (label, UPPER if upper is not None else None) if mark and mark not in used]
             cells.append(Cell(text, value, label, best=top is not None and value == top))
         rows.append(Row(result=result, cells=tuple(cells), **common))
     return Grid(image_size=image_size, title=grid_title(image_size, results), headers=tuple(headers),

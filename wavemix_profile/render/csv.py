@@ -1,7 +1,9 @@
 """Results as CSV: one row per Result (model × image size × device), flat columns with units in names.
 
 Pandas-friendly: numbers unformatted (bytes, images/s, counts), booleans as True/False, an empty
-cell for anything missing. MFU is a fraction (0.12, not 12%); energy is in joules and watts. Reads result objects only; never imports torch.
+cell for anything missing. MFU is a fraction (0.12, not 12%); energy is in joules and watts. A CPU
+prediction has both ends of its band: peak_*_bytes (tensors) and predicted_device_*_bytes (what
+nvidia-smi would show, for the overhead_source row). Reads result objects only; never imports torch.
 """
 from __future__ import annotations
 
@@ -38,6 +40,12 @@ def memory_budget_bytes(result: Result) -> Optional[int]:
     return result.settings.memory_budget_bytes
 
 
+def _overhead_source(result: Result) -> Optional[str]:
+    """The CUDA overhead row a prediction used (cuda_overheads.py), from the memory estimate or a search."""
+    found = [m for m in (result.memory, result.max_batch_train, result.max_batch_infer) if m is not None]
+    return next((m.overhead_source for m in found if m.overhead_source), None)
+
+
 FIELDS: tuple[tuple[str, Getter], ...] = (
     ("model", lambda r: r.model_name),
     ("family", lambda r: r.family),
@@ -55,16 +63,22 @@ FIELDS: tuple[tuple[str, Getter], ...] = (
     ("peak_train_bytes", _memory("peak_train_bytes")),
     ("peak_infer_bytes", _memory("peak_infer_bytes")),
     ("reserved_train_bytes", _memory("reserved_train_bytes")),
+    ("reserved_infer_bytes", _memory("reserved_infer_bytes")),
+    ("predicted_device_train_bytes", _memory("predicted_device_train_bytes")),
+    ("predicted_device_infer_bytes", _memory("predicted_device_infer_bytes")),
     ("nvml_train_bytes", _memory("nvml_train_bytes")),
     ("nvml_peak_train_bytes", _memory("nvml_peak_train_bytes")),
     ("nvml_peak_infer_bytes", _memory("nvml_peak_infer_bytes")),
     ("max_batch_train", _max_batch("max_batch_train", "max_batch")),
     ("max_batch_train_predicted", _max_batch("max_batch_train", "predicted")),
     ("max_batch_train_capped", _max_batch("max_batch_train", "capped")),
+    ("max_batch_train_predicted_device_bytes", _max_batch("max_batch_train", "predicted_device_bytes")),
     ("max_batch_infer", _max_batch("max_batch_infer", "max_batch")),
     ("max_batch_infer_predicted", _max_batch("max_batch_infer", "predicted")),
     ("max_batch_infer_capped", _max_batch("max_batch_infer", "capped")),
+    ("max_batch_infer_predicted_device_bytes", _max_batch("max_batch_infer", "predicted_device_bytes")),
     ("memory_budget_bytes", memory_budget_bytes),
+    ("overhead_source", _overhead_source),
     ("train_images_per_s", _timing("train_images_per_s")),
     ("infer_images_per_s", _timing("infer_images_per_s")),
     ("train_cv", _timing("train_cv")),

@@ -141,9 +141,10 @@ def _paper_section(results: Sequence[Result]) -> list[str]:
 
 
 def render_markdown(results: Sequence[Result], *, command: Optional[str] = None,
-                    charts: Sequence[str] = (), banner: str = "") -> str:
+                    charts: Sequence[str] = (), banner: str = "", extra: Sequence[str] = ()) -> str:
     """The whole report as Markdown. `charts` are paths relative to the report, embedded in order;
-    pass only those that were written. A `banner` (the validation rehearsal's label) heads it in bold."""
+    pass only those that were written. A `banner` (the validation rehearsal's label) heads it in bold;
+    `extra` lines (a section such as the paper-protocol fit) come before the charts."""
     results = list(results)
     lines = ["# wavemix-profile report", "", *([f"**{banner}**", ""] if banner else [])]
     if command:
@@ -156,12 +157,29 @@ def render_markdown(results: Sequence[Result], *, command: Optional[str] = None,
         lines += [f"## {_md(grid.title)}", "", *_grid_lines(grid), ""]
     lines += _legend(grids)
     lines += _paper_section(results)
+    lines += list(extra)
     if charts:
         lines += ["## Charts", ""]
         for path in charts:
             name = path.rsplit("/", 1)[-1].rsplit(".", 1)[0].replace("_", " ")
             lines += [f"![{name}]({path})", ""]
     return "\n".join(lines)
+
+
+def render_overhead_figures() -> str:
+    """The figures of cuda_overheads.py as one Markdown table (the README's): each overhead once,
+    where it applies, its size, what it rests on and its source."""
+    from ..cuda_overheads import CONTEXT, GENERATIONS, LIBRARIES, STEP_KERNELS, cublas_workspace
+    rows = [("CUDA context", f"CUDA {major}, {loading} loading", figure) for (major, loading), figure in CONTEXT.items()]
+    rows += [("kernels loaded during the step", f"{loading} loading", figure) for loading, figure in STEP_KERNELS.items()]
+    rows += [("cuDNN and cuBLAS handles", "every row", LIBRARIES)]
+    workspaces: dict[int, tuple] = {}  # one row per size, naming the generations that have it
+    for gen in GENERATIONS:
+        figure = cublas_workspace(max(gen.sm))
+        workspaces.setdefault(figure.bytes, (figure, []))[1].append(gen.name)
+    rows += [("cuBLAS workspace, each", ", ".join(names), figure) for figure, names in workspaces.values()]
+    return "\n".join(_table(["overhead", "where", "MiB", "basis", "source"], "llrll",
+                            [[what, where, f"{f.bytes / 2**20:.1f}", f.basis, _md(f.source)] for what, where, f in rows]))
 
 
 def render_registry(rows: Sequence[dict], *, num_classes: int) -> str:

@@ -91,7 +91,9 @@ def measured(result: Result, metric: str) -> Optional[tuple[float, str]]:
         found = result.max_batch_train if metric == "max_batch_train" else result.max_batch_infer
         if found is None or not budget_is_paper_gpu(found.budget_bytes):
             return None
-        how = "predicted from CPU estimates" if found.predicted else "probed on the GPU"
+        how = "probed on the GPU" if not found.predicted else (
+            "predicted from CPU estimates" + (f", its upper end within the budget on {found.overhead_source}"
+                                              if found.overhead_source else ""))
         return float(found.max_batch), how + (", search capped" if found.capped else "")
     if metric in ("train_images_per_s", "infer_images_per_s"):
         timing = result.throughput

@@ -110,8 +110,8 @@ def _by_key(results: Sequence[Result]) -> dict[tuple[str, int], Result]:
 def _estimates(data: ValidationData) -> list[str]:
     lines = _section("CPU estimate against the measured CUDA peak", data, "cpu-estimates",
                      "Training step and inference pass at batch 64. The estimate counts what tensors hold "
-                     "(like `max_memory_allocated`); reserved memory adds the caching allocator's rounding and "
-                     "cache. A ratio below 1 means the estimate is low.")
+                     "(against `max_memory_allocated`); its replay through a model of the caching allocator "
+                     "predicts `max_memory_reserved`. A ratio below 1 means the prediction is low.")
     measured = _by_key(data.compare)
     rows = []
     for r in data.cpu_estimates:
@@ -121,11 +121,13 @@ def _estimates(data: ValidationData) -> list[str]:
         m = got.memory
         rows.append([_md(r.model_name), str(r.settings.image_size), _gib(est.peak_train_bytes),
                      _gib(m.peak_train_bytes), _ratio(est.peak_train_bytes, m.peak_train_bytes),
-                     _gib(m.reserved_train_bytes), _ratio(est.peak_train_bytes, m.reserved_train_bytes),
+                     _gib(est.reserved_train_bytes), _gib(m.reserved_train_bytes),
+                     _ratio(est.reserved_train_bytes, m.reserved_train_bytes),
                      _gib(est.peak_infer_bytes), _gib(m.peak_infer_bytes),
                      _ratio(est.peak_infer_bytes, m.peak_infer_bytes)])
-    lines += (_table(["model", "px", "train est. (GiB)", "allocated", "est./alloc.", "reserved", "est./reserved",
-                      "infer est.", "infer alloc.", "est./alloc."], "lrrrrrrrrr", rows) if rows else ["Not run yet."])
+    lines += (_table(["model", "px", "train est. (GiB)", "allocated", "est./alloc.", "reserved pred.", "reserved",
+                      "pred./meas.", "infer est.", "infer alloc.", "est./alloc."], "lrrrrrrrrrr", rows)
+              if rows else ["Not run yet."])
     lines += ["", "### Predicted against found max batch", ""]
     rows = []
     for r in data.cpu_estimates:
@@ -157,7 +159,8 @@ def _whole_device(data: ValidationData) -> list[str]:
     c = data.context_allowance_bytes
     lines = _section("Emulated 16 GiB against the whole device", data, "whole-device",
                      "Max batch grows with the memory left after fixed costs (weights, gradients and Adam state "
-                     f"for training, weights for inference, about {c / GIB:.1f} GiB of CUDA context): the "
+                     f"for training, weights for inference, about {c / GIB:.1f} GiB of CUDA context, kernels and "
+                     "library handles, wavemix_profile/cuda_overheads.py): the "
                      "expected ratio is (device - context - fixed) / (16 GiB - context - fixed). A measured ratio "
                      "below it means larger batches cost more per image (bigger cuDNN workspaces, allocator "
                      "fragmentation); above it, less (per-batch temporaries amortised over more images).")

@@ -12,7 +12,7 @@ from typing import Callable, Optional
 
 from ..results import Result, Settings
 from ..store import Store
-from .checks import CheckRecord, check_found, read_checks, write_checks
+from .checks import check_found, read_checks, write_checks
 from .plan import (CV_TARGET, STAGES, Plan, Stage, check_size, compare_requests, cpu_estimate_requests,
                    repeat_request, whole_device_requests)
 

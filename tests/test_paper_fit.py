@@ -1,0 +1,65 @@
+"""The paper-protocol fit: its arithmetic on hand-made memory lines, its choice, and its report section."""
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from wavemix_profile.commands.outputs import write_outputs
+from wavemix_profile.models import PaperValue
+from wavemix_profile.paper_fit import BATCHES, fit, from_json, to_json
+from wavemix_profile.render.paper_fit import best_per_table, render_paper_fit
+from wavemix_profile.store import Store
+
+GIB = 2**30
+
+
+def line(fixed_gib, per_image_gib, reading_extra_gib=0.0):
+    """Readings of one mode on an affine memory line; reserved and device add a fixed amount each."""
+    def at(b):
+        allocated = (fixed_gib + per_image_gib * b) * GIB
+        return {"allocated": allocated, "reserved": allocated + reading_extra_gib * GIB,
+                "device": allocated + 2 * reading_extra_gib * GIB}
+    return {b: at(b) for b in BATCHES}
+
+
+def figures(model, size, precision, inference):
+    """fp16 halves the per-image cost; recording autograd in inference doubles it."""
+    per_image = 0.1 if precision == "fp16" else 0.2
+    return {"train": line(1.0, per_image, 0.5),
+            "infer": line(0.5, per_image / 4 * (2 if inference == "autograd" else 1), 0.5)}
+
+
+VALUES = [
+    PaperValue(1, "ResNet-18", "gpu_train_batch64", 32, 7.9, "GB", ""),       # fp16 allocated: 1 + 6.4 = 7.4
+    PaperValue(6, "ResNet-18", "max_batch_train", 32, 140.0, "images", ""),   # fp16: floor((16 - 2) / 0.1) = 140
+    PaperValue(6, "ResNet-18", "max_batch_infer", 32, 290.0, "images", ""),   # fp16, autograd: (16 - 1.5) / 0.05
+]
+
+
+def test_each_protocol_is_computed_from_the_lines_and_the_closest_one_wins():
+    fits = fit(VALUES, figures=figures)
+    by = {(f.table, f.protocol): f for f in fits}
+    assert set(by) == {(1, f"{p}, {r}") for p in ("fp16", "fp32 (AMP off)") for r in ("allocated", "reserved", "device")} | {
+        (6, f"{p}, {i}") for p in ("fp16", "fp32 (AMP off)") for i in ("inference_mode", "autograd")}
+    assert by[(1, "fp16, allocated")].entries[0].ours == pytest.approx(7.4)
+    assert by[(1, "fp16, reserved")].entries[0].ours == pytest.approx(7.9)
+    assert by[(1, "fp32 (AMP off), device")].entries[0].ours == pytest.approx(1 + 12.8 + 1)
+    six = by[(6, "fp16, autograd")]
+    assert [e.ours for e in six.entries] == [140.0, 290.0]
+    assert six.score == 0.0 and six.median_ratio == 1.0
+    assert by[(6, "fp16, inference_mode")].entries[1].ours == math.floor((16 - 1.5) / 0.025)
+    best = best_per_table(fits)
+    assert best[1].protocol == "fp16, reserved" and best[6].protocol == "fp16, autograd"
+
+
+def test_the_fit_round_trips_and_renders_into_report_md(tmp_path):
+    fits = fit(VALUES, figures=figures)
+    data = to_json(fits, command="wavemix-profile paper-fit", torch_version="x")
+    assert from_json(json.loads(json.dumps(data))) == fits
+    (tmp_path / "paper_fit.json").write_text(json.dumps(data))
+    lines = render_paper_fit(fits, command="wavemix-profile paper-fit")
+    assert "Best: fp16, autograd, typically within a factor of 1.00 of the paper." in lines
+    stored = Store(Path(__file__).parent / "data" / "results_fixture.jsonl").read()
+    write_outputs(stored, tmp_path, command="test")
+    assert "## What the paper's numbers match" in (tmp_path / "report.md").read_text()
