@@ -13,6 +13,7 @@ then the same for the first block's HaarDWT alone, which bounds what the backend
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import statistics
 import sys
@@ -149,7 +150,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     settings = Settings(tuple(args.models), args.image_size, args.batch, args.warmup, args.iters)
 
-    print("command: " + shlex.join([sys.executable, *sys.argv]))
+    # relative to the working folder, so a pasted figure names no path of this machine
+    print("command: " + shlex.join([os.path.relpath(sys.executable), *sys.argv]))
     print(f"torch {torch.__version__}, CPU, {torch.get_num_threads()} threads, float32; "
           f"batch {settings.batch}, {settings.image_size} px, {settings.warmup} warm-up + "
           f"{settings.iters} timed calls per backend, interleaved; median images/s")

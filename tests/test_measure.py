@@ -143,3 +143,32 @@ def test_fake_tensor_estimate_equals_tracking_the_real_step():
     # Adam reads its step count with .item() on real tensors but keeps it a tensor on fakes, so the
     # two differ by a few scalar temporaries (32 bytes here), nothing more.
     assert abs(fake - real) <= 64 and real > 100_000
+
+
+def test_inference_recording_autograd_keeps_what_backward_would_need():
+    """Linear, tanh, Linear, tanh, Linear at width 256, batch 8, float32. Under inference_mode each
+    activation goes as soon as the next op has used it: the peak is two of them (2 x 8,192 B).
+    Recording the graph keeps the first tanh's output (saved by tanh and by the next Linear) while
+    the second pair is alive: one activation (8,192 B) more."""
+    import torch.nn as nn
+    from wavemix_profile.memory import CpuEstimator
+    from wavemix_profile.training import StepConfig
+
+    def build():
+        return nn.Sequential(nn.Flatten(), nn.Linear(768, 256, bias=False), nn.Tanh(),
+                             nn.Linear(256, 256, bias=False), nn.Tanh(), nn.Linear(256, 10, bias=False))
+
+    def infer(mode):
+        config = StepConfig(device=torch.device("cpu"), amp="off", num_classes=10, inference=mode)
+        return CpuEstimator(build, config).peak("infer", batch=8, image_size=16)
+
+    weights, batch, activation = (768 * 256 + 256 * 256 + 256 * 10) * 4, 8 * 768 * 4, 8 * 256 * 4
+    assert infer("inference_mode") == weights + batch + 2 * activation
+    assert infer("autograd") == weights + batch + 3 * activation
+
+
+def test_an_unknown_inference_mode_is_refused():
+    from wavemix_profile.errors import BadInputError
+    from wavemix_profile.measure import validate
+    with pytest.raises(BadInputError, match="unknown inference mode 'eager'; accepted: inference_mode, autograd"):
+        validate(Settings(model="ResNet-18", image_size=32, inference="eager"))
