@@ -165,7 +165,7 @@ def test_a_wrong_output_shape_is_an_error_row_even_with_every_stage_but_params_s
     out = tmp_path / "out"
     run = cli("compare", "--models", "python:factories:wrong_classes", "--image-sizes", "8", "--skip", "flops",
               "memory", "max-batch", "throughput", "--out", str(out))
-    assert run.returncode == 0, run.stderr
+    assert run.returncode == 1, run.stderr
     record = json.loads((out / "results.jsonl").read_text())
     assert record["error"] == ("ValueError: model output is shape (2, 7); expected logits of shape "
                                "(batch, num_classes) = (2, 100)")
@@ -201,12 +201,16 @@ def test_resume_measures_a_killed_model_again_and_reports_show_one_answer(tmp_pa
     out = tmp_path / "out"
     args = ["compare", "--models", "python:factories:dies_first_time", "--image-sizes", "16", "--batch-size", "2",
             "--skip", "flops", "max-batch", "throughput", "--out", str(out)]
-    assert cli(*args).returncode == 0
-    assert "killed by SIGKILL" in list(csv.DictReader(open(out / "results.csv")))[0]["error"]
-    assert cli(*args, "--resume", "--keep-errors").returncode == 0
-    assert len((out / "results.jsonl").read_text().splitlines()) == 1, "--keep-errors keeps the error"
+    both = cli(*args[:2], "python:factories:tiny_cnn", *args[2:])
+    assert both.returncode == 1, "a requested measurement failed"
+    assert both.stderr.strip().endswith("1 of 2 measurements failed: dies_first_time @ 16 px")
+    assert "| results (failed) | 2 (1) |" in (out / "report.md").read_text()
+    rows = {r["model"]: r for r in csv.DictReader(open(out / "results.csv"))}
+    assert "killed by SIGKILL" in rows["dies_first_time"]["error"] and rows["tiny_cnn"]["error"] == ""
+    assert cli(*args, "--resume", "--keep-errors").returncode == 1
+    assert len((out / "results.jsonl").read_text().splitlines()) == 2, "--keep-errors keeps the error"
     assert cli(*args, "--resume").returncode == 0
-    assert len((out / "results.jsonl").read_text().splitlines()) == 2, "--resume measures the error again"
+    assert len((out / "results.jsonl").read_text().splitlines()) == 3, "--resume measures the error again"
     rows = list(csv.DictReader(open(out / "results.csv")))
     assert len(rows) == 1 and rows[0]["error"] == ""
     assert rows[0]["params_total"] == str(3 * 8 * 9 + 8 + 16 + 8 * 100 + 100)  # conv, BN, linear at 100 classes
@@ -233,3 +237,66 @@ def test_two_concurrent_resumed_runs_measure_each_thing_once(tmp_path):
 def test_max_batch_of_a_model_that_exits_or_hangs_ends_with_one_line(factory, extra, words):
     run = cli("max-batch", f"python:factories:{factory}", "--image-size", "8", *extra)
     assert run.returncode == 1 and run.stderr.strip() == words, run.stderr
+
+
+def test_the_readme_s_torchvision_example_trains_from_the_smallest_batch_that_runs(tmp_path):
+    out = tmp_path / "out"
+    run = cli("compare", "--models", "torchvision:resnet18", "--image-sizes", "32", "--skip", "flops", "throughput",
+              "--out", str(out))
+    assert run.returncode == 0, run.stderr
+    record = json.loads((out / "results.jsonl").read_text())
+    assert record["error"] is None and record["max_batch_train"]["max_batch"] > 64
+    assert "batch 1 cannot run (ValueError: Expected more than 1 value per channel" in record["max_batch_train"]["method"]
+    assert record["max_batch_infer"]["probes"][0]["batch"] == 1, "inference runs at batch 1"
+
+
+OWN_MODELS = '''
+import torch.nn as nn
+
+
+def small_cnn(*, num_classes, image_size):
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(8, num_classes))
+
+
+def without_keywords(classes):
+    return nn.Linear(3, classes)
+'''
+
+
+def console_script(*args, cwd):
+    """The installed `wavemix-profile` command, which, unlike `python -m`, does not search the working folder."""
+    script = os.path.join(os.path.dirname(sys.executable), "wavemix-profile")
+    return subprocess.run([script, *args], capture_output=True, text=True, cwd=cwd, timeout=600,
+                          env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+
+
+def test_your_own_model_by_module_name_or_file_path_from_its_folder(tmp_path):
+    (tmp_path / "mymodels.py").write_text(OWN_MODELS)
+    (tmp_path / "nested").mkdir()
+    run = console_script("compare", "--models", "python:mymodels:small_cnn", "python:mymodels.py:small_cnn",
+                         "--image-sizes", "16", "--skip", "flops", "max-batch", "throughput", "--out", "out",
+                         cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    records = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    assert [r["error"] for r in records] == [None, None]
+    assert [r["params_total"] for r in records] == [3 * 8 * 9 + 8 + 8 * 100 + 100] * 2
+    from_elsewhere = console_script("profile", "python:../mymodels.py:small_cnn", "--image-size", "16",
+                                    cwd=tmp_path / "nested")
+    assert from_elsewhere.returncode == 0 and "(whole model)" in from_elsewhere.stdout, from_elsewhere.stderr
+
+
+def test_a_factory_without_num_classes_and_image_size_is_one_line_exit_2(tmp_path):
+    (tmp_path / "mymodels.py").write_text(OWN_MODELS)
+    run = console_script("profile", "python:mymodels:without_keywords", cwd=tmp_path)
+    assert run.returncode == 2 and run.stderr.count("\n") == 1
+    assert "must accept num_classes= and image_size= keyword arguments; it lacks num_classes and image_size" in run.stderr
+
+
+def test_timm_models_with_a_patch_grid_are_built_at_the_image_size():
+    import torch
+    from wavemix_profile.sources import resolve_source
+    vit = resolve_source("timm:vit_tiny_patch16_224").build(num_classes=10, image_size=32)
+    assert vit(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+    resnet = resolve_source("timm:resnet18").build(num_classes=10, image_size=32)  # takes no img_size
+    assert resnet(torch.randn(2, 3, 32, 32)).shape == (2, 10)

@@ -209,3 +209,29 @@ def test_format_bytes():
     assert format_bytes(17_000_000_000) == "15.8 GiB"
     assert format_bytes(16 * GIB) == "16.0 GiB"
     assert format_bytes(512 * MIB) == "512.0 MiB"
+
+
+def test_a_batch_the_model_cannot_run_is_skipped_not_taken_for_out_of_memory():
+    from wavemix_profile.maxbatch import ProbeOutcome, search_from_smallest_runnable
+    probed = []
+
+    def fits(batch):  # a BatchNorm model: one image per channel cannot train; memory allows 100 images
+        probed.append(batch)
+        if batch == 1:
+            raise ValueError("Expected more than 1 value per channel when training")
+        return ProbeOutcome(batch=batch, fits=batch <= 100, peak_bytes=1000 + 10 * batch)
+
+    search, note = search_from_smallest_runnable(fits, budget_bytes=2000, multiple_of=1)
+    assert search.max_batch == 100 and probed[:2] == [1, 2]
+    assert len(probed) == len(set(probed)), "no batch probed twice"
+    assert note == "batch 1 cannot run (ValueError: Expected more than 1 value per channel when training)"
+
+
+def test_a_model_that_runs_at_no_small_batch_raises_its_own_error():
+    from wavemix_profile.maxbatch import search_from_smallest_runnable
+
+    def fits(batch):
+        raise RuntimeError(f"broken at {batch}")
+
+    with pytest.raises(RuntimeError, match="broken at 8"):
+        search_from_smallest_runnable(fits, budget_bytes=2000, multiple_of=2)

@@ -172,3 +172,21 @@ def test_an_unknown_inference_mode_is_refused():
     from wavemix_profile.measure import validate
     with pytest.raises(BadInputError, match="unknown inference mode 'eager'; accepted: inference_mode, autograd"):
         validate(Settings(model="ResNet-18", image_size=32, inference="eager"))
+
+
+def test_a_notebook_s_local_factory_or_model_instance_measures_in_this_process():
+    import torch.nn as nn
+    from wavemix_profile import measure_model
+
+    def local(*, num_classes, image_size):
+        return nn.Sequential(nn.Flatten(), nn.Linear(3 * image_size * image_size, num_classes))
+
+    quick = dict(batch_size=2, num_classes=10, skip=("flops", "max-batch", "throughput"))
+    by_factory = measure_model(local, image_size=8, isolated=False, **quick)
+    by_instance = measure_model(local(num_classes=10, image_size=8), image_size=8, isolated=False, **quick)
+    assert by_factory.ok and by_instance.ok, (by_factory.error, by_instance.error)
+    assert by_factory.params_total == by_instance.params_total == 3 * 64 * 10 + 10
+    assert by_factory.memory.peak_train_bytes == by_instance.memory.peak_train_bytes > 0
+    assert by_factory.model_name.endswith("local") and by_instance.model_name == "Sequential"
+    with pytest.raises(BadInputError, match="measure it in this process with isolated=False"):
+        measure_model(local, image_size=8)

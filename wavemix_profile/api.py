@@ -13,17 +13,32 @@ import torch.nn as nn
 from .results import Result, Settings
 
 
-def measure_model(model: str | Callable[..., nn.Module], *, image_size: int = 32, isolated: bool = True,
+def measure_model(model: str | Callable[..., nn.Module] | nn.Module, *, image_size: int = 32, isolated: bool = True,
                   **settings) -> Result:
     """Measure `model` at `image_size` px; keyword arguments are Settings fields (batch_size,
-    device, amp, memory_budget_bytes, skip, ...). A factory is called as
-    factory(num_classes=..., image_size=...) and must be importable by name when `isolated`
-    (the default: a fresh process, as the CLI does). Bad input raises before anything runs."""
+    device, amp, memory_budget_bytes, skip, ...). `model` is a spec (a zoo name, torchvision:/timm:/
+    python:), a factory called as factory(num_classes=..., image_size=...), or, in this process only,
+    an nn.Module (each measurement works on its own copy). isolated=True (the default) measures in a
+    fresh process, as the CLI does: that needs a spec or a factory importable by name. isolated=False
+    measures here and takes any factory, a local function or a lambda included (notebooks). Bad
+    input raises before anything runs."""
+    from .errors import BadInputError
     from .isolation import run_isolated
     from .measure import default_device, measure, validate
-    from .sources import spec_for_factory
+    from .sources import local_source, spec_for_factory
 
-    spec = model if isinstance(model, str) else spec_for_factory(model)
-    request = Settings(model=spec, image_size=image_size, **{"device": default_device(), **settings})
-    validate(request)
-    return run_isolated(request) if isolated else measure(request)
+    defaults = {"device": default_device(), **settings}
+    if isinstance(model, str):
+        request = Settings(model=model, image_size=image_size, **defaults)
+        validate(request)
+        return run_isolated(request) if isolated else measure(request)
+    if isolated:
+        request = Settings(model=spec_for_factory(model), image_size=image_size, **defaults)
+        validate(request)
+        return run_isolated(request)
+    try:  # an importable factory keeps its spec, so the CLI can measure the stored request again
+        spec = spec_for_factory(model)
+    except BadInputError:
+        source = local_source(model)
+        return measure(Settings(model=source.spec, image_size=image_size, **defaults), source=source)
+    return measure(Settings(model=spec, image_size=image_size, **defaults))

@@ -10,7 +10,7 @@ import sys
 import threading
 
 from . import __version__
-from .results import INFERENCE_MODES
+from .results import CPU_QUICK_TIMING, INFERENCE_MODES
 
 RAW = argparse.RawDescriptionHelpFormatter
 
@@ -104,13 +104,15 @@ def build_parser() -> argparse.ArgumentParser:
                               "  wavemix-profile compare --models torchvision:resnet50 timm:convnext_atto --skip throughput",
                        formatter_class=RAW)
     p.add_argument("--models", nargs="+", default=None, metavar="NAME",
-                   help="registry names, globs ('WaveMix-*'), torchvision:NAME, timm:NAME or python:MODULE:FACTORY "
-                        "(default: the paper's zoo)")
+                   help="registry names, globs ('WaveMix-*'), torchvision:NAME, timm:NAME, python:MODULE:FACTORY or "
+                        "python:path/to/file.py:FACTORY, where FACTORY(num_classes=..., image_size=...) returns the "
+                        "model (default: the paper's zoo)")
     _add_measure_options(p, single_size=False)
     p.add_argument("--skip", nargs="+", default=[], metavar="WHAT",
                    help="measurements to skip: params, flops, memory, max-batch, throughput")
     p.add_argument("--throughput-batch-size", type=_positive_int, default=None,
-                   help="batch for images/s (default: --batch-size on CUDA, 8 on CPU)")
+                   help=f"batch for images/s (default: --batch-size on CUDA, "
+                        f"{CPU_QUICK_TIMING['throughput_batch_size']} on CPU without --full)")
     p.add_argument("--full", action="store_true", help="on CPU, time as many iterations as on CUDA (slow)")
     p.add_argument("--out", default=None, metavar="DIR", help="output folder (default reports/<device-slug>/)")
     p.add_argument("--resume", action="store_true",

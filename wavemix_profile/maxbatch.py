@@ -280,6 +280,40 @@ def find_max_batch(fits: Probe, *, budget_bytes: Optional[int] = None, multiple_
     return br.result("doubling")
 
 
+RUNNABLE_TRIES = 3   # first batches tried: 1, 2 and 4 times --multiple-of
+
+
+def search_from_smallest_runnable(fits: Probe, *, budget_bytes: Optional[int] = None,
+                                  multiple_of: int = 1) -> tuple[SearchResult, str]:
+    """find_max_batch from the smallest batch the model runs at, among multiple_of x 1, 2 and 4.
+
+    A probe says "out of memory" by returning fits=False; an exception means the model cannot run
+    at that batch for another reason (BatchNorm training on one value per channel refuses a batch of
+    1), so the next size is tried, and the last one's exception is raised. Returns the search and a
+    note naming the batches that could not run and why ("" when the first one ran). No batch is
+    probed twice."""
+    outcomes: dict[int, ProbeOutcome] = {}
+
+    def once(batch: int) -> ProbeOutcome:
+        if batch not in outcomes:
+            outcomes[batch] = fits(batch)
+        return outcomes[batch]
+
+    refused = []
+    for k in range(RUNNABLE_TRIES):
+        start = multiple_of * 2**k
+        try:
+            once(start)
+            break
+        except Exception as exc:  # noqa: BLE001 - any refusal that is not out of memory
+            if k == RUNNABLE_TRIES - 1:
+                raise
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+            refused.append(f"batch {start} cannot run ({type(exc).__name__}: {first})")
+    search = find_max_batch(once, budget_bytes=budget_bytes, multiple_of=multiple_of, start=start)
+    return search, "; ".join(refused)
+
+
 _UNITS = {"gib": 2**30, "gb": 10**9, "mib": 2**20, "mb": 10**6}
 _BYTES = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-z]+)\s*", re.IGNORECASE)
 

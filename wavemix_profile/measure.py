@@ -41,8 +41,9 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def validate(settings: Settings) -> ModelSource:
-    """Raise BadInputError (or the registry's errors) for a request that cannot run."""
+def validate(settings: Settings, source: ModelSource | None = None) -> ModelSource:
+    """Raise BadInputError (or the registry's errors) for a request that cannot run. `source`: a
+    model given in this process (sources.local_source) rather than by the spec in settings.model."""
     if not isinstance(settings.batch_size, int) or settings.batch_size < 1:
         raise BadInputError(f"batch size must be an integer >= 1, got {settings.batch_size!r}")
     if settings.inference not in (None, *INFERENCE_MODES):
@@ -88,7 +89,7 @@ def validate(settings: Settings) -> ModelSource:
             if settings.memory_budget_bytes > total:
                 raise BadInputError(f"memory budget {settings.memory_budget_bytes / 2**30:.1f} GiB is larger "
                                     f"than {settings.device} ({total / 2**30:.1f} GiB)")
-    source = resolve_source(settings.model)
+    source = source or resolve_source(settings.model)
     if source.family is not None:  # zoo models say which sizes they take before building
         from .models import get_entry
         get_entry(source.spec).sizes.validate(source.display_name, settings.image_size)
@@ -99,10 +100,11 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def measure(settings: Settings, *, on_event: Callable[[Event], None] | None = None) -> Result:
+def measure(settings: Settings, *, on_event: Callable[[Event], None] | None = None,
+            source: ModelSource | None = None) -> Result:
     """Every measurement not in settings.skip, in this process; `on_event` hears each Stage as it
     begins and each max-batch Probe as it lands. Exceptions propagate."""
-    source = validate(settings)
+    source = validate(settings, source)
     device = parse_device(settings.device)
     began = time.perf_counter()
     on_event = on_event or (lambda event: None)

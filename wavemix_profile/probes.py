@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 
 from .cuda_overheads import MemoryBand, Overheads, band, overheads_for
-from .maxbatch import ProbeOutcome, find_max_batch
+from .maxbatch import ProbeOutcome, search_from_smallest_runnable
 from .memory import (CpuEstimator, CudaAllocatorCounter, PeakCounter, drop_training_state,
                      release_cuda_memory)
 from .results import MaxBatchResult, ProbeRecord, Settings
@@ -53,10 +53,11 @@ def search_max_batch(build: Callable[[], nn.Module], config: StepConfig, setting
     return _predicted_search(estimator or CpuEstimator(build, config), settings, mode, on_probe)
 
 
-def _result(mode, search, budget, *, began, method_prefix) -> MaxBatchResult:
+def _result(mode, search, budget, *, began, method_prefix, refused="") -> MaxBatchResult:
     probes = tuple(ProbeRecord(p.batch, p.fits, p.peak_bytes) for p in search.probes)
     return MaxBatchResult(mode=mode, max_batch=search.max_batch, budget_bytes=budget, predicted=False,
-                          method=f"{method_prefix}, {search.method}", probes=probes,
+                          method=f"{method_prefix}, {search.method}" + (f"; {refused}" if refused else ""),
+                          probes=probes,
                           search_s=time.perf_counter() - began, capped=search.capped)
 
 
@@ -97,13 +98,12 @@ def _predicted_search(estimator: CpuEstimator, settings: Settings, mode: str, on
         on_probe(outcome)
         return outcome
 
-    search = find_max_batch(fits, budget_bytes=budget, multiple_of=settings.multiple_of,
-                            start=settings.multiple_of)
+    search, refused = search_from_smallest_runnable(fits, budget_bytes=budget, multiple_of=settings.multiple_of)
     probes = tuple(ProbeRecord(p.batch, p.fits, bands[p.batch].allocated_bytes, bands[p.batch].device_bytes)
                    for p in search.probes)
     at_answer = bands.get(search.max_batch)
     return MaxBatchResult(mode=mode, max_batch=search.max_batch, budget_bytes=budget, predicted=True,
-                          method=f"cpu-estimate, {search.method}", probes=probes,
+                          method=f"cpu-estimate, {search.method}" + (f"; {refused}" if refused else ""), probes=probes,
                           search_s=time.perf_counter() - began, capped=search.capped,
                           predicted_peak_bytes=at_answer.allocated_bytes if at_answer else None,
                           predicted_device_bytes=at_answer.device_bytes if at_answer else None,
@@ -125,14 +125,14 @@ def _cuda_search(build, config: StepConfig, settings: Settings, mode: str, on_pr
         return outcome
 
     try:
-        search = find_max_batch(fits, budget_bytes=usable, multiple_of=settings.multiple_of,
-                                start=settings.multiple_of)
+        search, refused = search_from_smallest_runnable(fits, budget_bytes=usable, multiple_of=settings.multiple_of)
     finally:
         step.model.to("cpu")  # hand the device back clean for the next measurement
         step.optimizer.state.clear()
         release_cuda_memory()
         torch.cuda.set_per_process_memory_fraction(1.0, device)
-    return _result(mode, search, budget, began=began, method_prefix="cuda" + (" emulated budget" if emulated else ""))
+    return _result(mode, search, budget, began=began, refused=refused,
+                   method_prefix="cuda" + (" emulated budget" if emulated else ""))
 
 
 def cuda_context_bytes(device: torch.device) -> int:

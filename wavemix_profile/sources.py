@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import importlib.util
+import inspect
+import os
+import sys
 from dataclasses import dataclass
 from typing import Callable
 
@@ -31,11 +35,32 @@ class ModelSource:
 
 def spec_for_factory(factory: Callable[..., nn.Module]) -> str:
     """The spec of an importable module-level factory, so a child process can rebuild it."""
+    if isinstance(factory, nn.Module):
+        raise BadInputError("a model instance cannot be sent to a fresh process; pass its factory, or measure it "
+                            "in this process with isolated=False")
     module, qualname = getattr(factory, "__module__", None), getattr(factory, "__qualname__", "")
     if not module or "<" in qualname or module == "__main__":
-        raise BadInputError(f"model factory {factory!r} must be a module-level function importable by name "
-                            "(not a lambda, a local function or one defined in __main__)")
+        raise BadInputError(f"model factory {factory!r} must be a module-level function importable by name to be "
+                            "measured in a fresh process (a lambda, a local function or one defined in __main__ or a "
+                            "notebook is not); measure it in this process with isolated=False")
     return f"python:{module}:{qualname}"
+
+
+def local_source(model: Callable[..., nn.Module] | nn.Module) -> ModelSource:
+    """A factory or a model instance measured in this process; an instance is copied for each build."""
+    import copy
+    if isinstance(model, nn.Module):
+        name = type(model).__name__
+
+        def build(*, num_classes: int, image_size: int) -> nn.Module:
+            return copy.deepcopy(model)
+    else:
+        name = getattr(model, "__qualname__", None) or type(model).__name__
+        _check_factory(name, model)
+
+        def build(*, num_classes: int, image_size: int) -> nn.Module:
+            return model(num_classes=num_classes, image_size=image_size)
+    return ModelSource(spec=f"local:{name}", display_name=name, family=None, build=build)
 
 
 def resolve_source(spec: str | Callable[..., nn.Module]) -> ModelSource:
@@ -52,7 +77,7 @@ def resolve_source(spec: str | Callable[..., nn.Module]) -> ModelSource:
     return ModelSource(spec=entry.name, display_name=entry.name, family=entry.family, build=entry.build)
 
 
-def _named(spec: str, library: str, known: list[str], make: Callable[[str, int], nn.Module]) -> ModelSource:
+def _named(spec: str, library: str, known: list[str], make: Callable[[str, int, int], nn.Module]) -> ModelSource:
     """A model a library builds by name; unknown names fail with close matches."""
     name = spec.split(":", 1)[1]
     if name not in known:
@@ -60,7 +85,7 @@ def _named(spec: str, library: str, known: list[str], make: Callable[[str, int],
         raise BadInputError(f"unknown {library} model {name!r}; close matches: {close}")
 
     def build(*, num_classes: int, image_size: int) -> nn.Module:
-        return make(name, num_classes)
+        return make(name, num_classes, image_size)
 
     return ModelSource(spec=spec, display_name=spec, family=None, build=build)
 
@@ -68,7 +93,7 @@ def _named(spec: str, library: str, known: list[str], make: Callable[[str, int],
 def _torchvision(spec: str) -> ModelSource:
     import torchvision.models as tvm
     return _named(spec, "torchvision classification", tvm.list_models(module=tvm),
-                  lambda name, classes: tvm.get_model(name, weights=None, num_classes=classes))
+                  lambda name, classes, size: tvm.get_model(name, weights=None, num_classes=classes))
 
 
 def _timm(spec: str) -> ModelSource:
@@ -77,21 +102,61 @@ def _timm(spec: str) -> ModelSource:
     except ImportError:
         raise BadInputError(f"{spec} needs timm, which is not installed; "
                             "install the extra: pip install 'wavemix-profile[timm]'") from None
-    return _named(spec, "timm", timm.list_models(),
-                  lambda name, classes: timm.create_model(name, pretrained=False, num_classes=classes))
+    def make(name: str, classes: int, size: int) -> nn.Module:
+        # Models with a patch grid (ViTs, Swin...) take the input size; the others refuse the keyword.
+        try:
+            return timm.create_model(name, pretrained=False, num_classes=classes, img_size=size)
+        except TypeError as exc:
+            if "img_size" not in str(exc):
+                raise
+            return timm.create_model(name, pretrained=False, num_classes=classes)
+
+    return _named(spec, "timm", timm.list_models(), make)
+
+
+def _import(module: str):
+    """A module by name (the working folder is searched too, as `python -c` would) or by file path."""
+    if module.endswith(".py") or os.sep in module or "/" in module:
+        path = os.path.abspath(module)
+        if not os.path.isfile(path):
+            raise ImportError(f"no file {module!r}")
+        name = "wavemix_profile_user_" + os.path.splitext(os.path.basename(path))[0]
+        loaded = importlib.util.spec_from_file_location(name, path)
+        mod = importlib.util.module_from_spec(loaded)
+        sys.modules[name] = mod
+        loaded.loader.exec_module(mod)
+        return mod
+    if os.getcwd() not in sys.path and "" not in sys.path:  # the console script does not search it
+        sys.path.append(os.getcwd())
+    return importlib.import_module(module)
+
+
+def _check_factory(spec: str, factory) -> None:
+    """The factory must take num_classes= and image_size= (or **kwargs): say so before anything runs."""
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return  # a builtin or C callable: its call will say
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return
+    names = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    missing = [n for n in ("num_classes", "image_size") if n not in names]
+    if missing:
+        raise BadInputError(f"model factory {spec!r} must accept num_classes= and image_size= keyword arguments; "
+                            f"it lacks {' and '.join(missing)}")
 
 
 def _python(spec: str) -> ModelSource:
-    parts = spec.split(":")
-    if len(parts) != 3 or not all(parts[1:]):
-        raise BadInputError(f"bad python model spec {spec!r}; use python:MODULE:FACTORY")
-    _, module_name, qualname = parts
+    module_name, _, qualname = spec.removeprefix("python:").rpartition(":")
+    if not module_name or not qualname:
+        raise BadInputError(f"bad python model spec {spec!r}; use python:MODULE:FACTORY or python:path/to/file.py:FACTORY")
     try:
-        obj = importlib.import_module(module_name)
+        obj = _import(module_name)
         for attr in qualname.split("."):
             obj = getattr(obj, attr)
     except (ImportError, AttributeError) as exc:
         raise BadInputError(f"cannot import model factory {spec!r}: {exc}") from None
+    _check_factory(spec, obj)
 
     def build(*, num_classes: int, image_size: int) -> nn.Module:
         return obj(num_classes=num_classes, image_size=image_size)

@@ -63,8 +63,15 @@ def run_compare(args) -> int:
     check_output_folder(out, store=STORE_NAME)
     store = Store(out / STORE_NAME)  # appended to, never rewritten: earlier runs stay
     with MeasureProgress(requests) as progress:
-        run_all(requests, store, resume=args.resume, keep_errors=args.keep_errors, timeout_s=args.timeout,
-                on_start=progress.start, on_event=progress.event, on_done=progress.done)
-    written = write_outputs(store.read(), out, command="wavemix-profile " + " ".join(sys.argv[1:]))
+        results = run_all(requests, store, resume=args.resume, keep_errors=args.keep_errors, timeout_s=args.timeout,
+                          on_start=progress.start, on_event=progress.event, on_done=progress.done)
+    # what was asked for, measured now or stored before; `report` renders a whole store
+    written = write_outputs(results, out, command="wavemix-profile " + " ".join(sys.argv[1:]))
     print(f"wrote {', '.join(str(p) for p in written)}")
+    failed = [r for r in results if not r.ok]
+    if failed:
+        print(f"{len(failed)} of {len(results)} measurements failed: "
+              + "; ".join(f"{r.model_name} @ {r.settings.image_size} px" for r in failed[:5])
+              + ("; ..." if len(failed) > 5 else ""), file=sys.stderr)
+        return 1
     return 0

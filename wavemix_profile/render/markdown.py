@@ -40,7 +40,8 @@ def _environment(results: Sequence[Result]) -> list[str]:
             envs[r.environment.device_name] = r.environment
 
     def on(name: str) -> list[Result]:
-        return [r for r in results if device_of(r) == name]
+        # a measurement whose process died records no device: with one device it is that device's
+        return [r for r in results if device_of(r) == name or (len(names) == 1 and r.environment is None)]
 
     def joined(values) -> str:
         return ", ".join(dict.fromkeys(str(v) for v in values if v not in (None, ""))) or MISSING
