@@ -102,3 +102,20 @@ def dies_first_time(*, num_classes: int, image_size: int) -> nn.Module:
         open(marker, "w").close()
         os.kill(os.getpid(), signal.SIGKILL)
     return tiny_cnn(num_classes=num_classes, image_size=image_size)
+
+
+class _FailsAbove(nn.Module):
+    """tiny_cnn that refuses batches above 32: a model with a bug at larger batches."""
+
+    def __init__(self, num_classes: int):
+        super().__init__()
+        self.net = tiny_cnn(num_classes=num_classes, image_size=0)
+
+    def forward(self, x):
+        if x.shape[0] > 32:
+            raise RuntimeError(f"cannot take {x.shape[0]} images")
+        return self.net(x)
+
+
+def fails_above_32(*, num_classes: int, image_size: int) -> nn.Module:
+    return _FailsAbove(num_classes)

@@ -2,6 +2,7 @@
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -70,6 +71,9 @@ def test_compare_end_to_end_writes_every_file_then_resume_skips(tmp_path):
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert [r["model_name"] for r in records] == ["WaveMix-16/5", "tiny_cnn"]
     assert all(r["error"] is None for r in records)
+    assert records[0]["command"] == "wavemix-profile " + " ".join(args)
+    assert records[0]["tool_version"] == __version__
+    assert re.fullmatch(r"[0-9a-f]{40}", records[0]["git_commit"]), "run from a checkout: its commit"
     wm = records[0]
     assert wm["memory"]["method"] == "cpu-estimate" and wm["max_batch_train"]["predicted"] is True
     assert wm["max_batch_train"]["budget_bytes"] == 16 * 2**30

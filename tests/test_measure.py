@@ -190,3 +190,15 @@ def test_a_notebook_s_local_factory_or_model_instance_measures_in_this_process()
     assert by_factory.model_name.endswith("local") and by_instance.model_name == "Sequential"
     with pytest.raises(BadInputError, match="measure it in this process with isolated=False"):
         measure_model(local, image_size=8)
+
+
+def test_a_failing_stage_keeps_what_the_other_stages_measured():
+    result = measure(Settings(model="python:factories:fails_above_32", image_size=8, batch_size=64, num_classes=10,
+                              memory_budget_bytes=16 * 2**30, throughput_batch_size=2, warmup_steps=1,
+                              timed_iterations=1, repeats=1))
+    assert not result.ok
+    assert result.error.startswith("memory: RuntimeError: cannot take 64 images; max-batch (train): RuntimeError: "
+                                   "cannot take ")
+    assert result.params_total == 3 * 8 * 9 + 8 + 16 + 8 * 10 + 10
+    assert result.flops is not None and result.throughput.train_images_per_s > 0
+    assert result.memory is None and result.max_batch_train is None

@@ -1,7 +1,9 @@
 """Where a result came from: device, driver, CUDA, library versions, precision settings."""
 from __future__ import annotations
 
+import functools
 import importlib.metadata
+import os
 import platform
 import sys
 
@@ -51,3 +53,19 @@ def collect_environment(device: torch.device) -> Environment:
         cudnn_benchmark=bool(torch.backends.cudnn.benchmark) if cuda else None,
         tf32_matmul=bool(torch.backends.cuda.matmul.allow_tf32) if cuda else None,
     )
+
+
+@functools.cache
+def source_commit() -> str | None:
+    """The git commit of the wavemix-profile source in use, when it runs from a checkout (else None)."""
+    import subprocess
+    folder = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if not os.path.isdir(os.path.join(folder, ".git")):
+        return None
+    try:
+        done = subprocess.run(["git", "-C", folder, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if done.returncode != 0:
+        return None
+    return done.stdout.strip() or None

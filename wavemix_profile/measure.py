@@ -103,7 +103,9 @@ def _now() -> str:
 def measure(settings: Settings, *, on_event: Callable[[Event], None] | None = None,
             source: ModelSource | None = None) -> Result:
     """Every measurement not in settings.skip, in this process; `on_event` hears each Stage as it
-    begins and each max-batch Probe as it lands. Exceptions propagate."""
+    begins and each max-batch Probe as it lands. A model that cannot be built or gives the wrong
+    output raises; a later stage's failure is the result's error ("STAGE: cause; ..."), the other
+    stages' figures kept."""
     source = validate(settings, source)
     device = parse_device(settings.device)
     began = time.perf_counter()
@@ -118,10 +120,16 @@ def measure(settings: Settings, *, on_event: Callable[[Event], None] | None = No
         return source.build(num_classes=settings.num_classes, image_size=settings.image_size)
 
     # On the CPU one fake model serves the memory estimate and every max-batch probe.
-    estimator = None
-    if device.type == "cpu" and not {"memory", "max-batch"} <= set(settings.skip):
-        from .memory import CpuEstimator
-        estimator = CpuEstimator(build, config)
+    made: dict = {}
+
+    def estimator():
+        if device.type != "cpu":
+            return None
+        if "estimator" not in made:
+            from .memory import CpuEstimator
+            made["estimator"] = CpuEstimator(build, config)
+        return made["estimator"]
+
     fields: dict = {}
     stage("params")
     model = build()
@@ -130,36 +138,56 @@ def measure(settings: Settings, *, on_event: Callable[[Event], None] | None = No
     with torch.no_grad():  # a wrong output shape fails here, whatever the other stages skip
         check_logits(model.eval()(torch.randn(2, 3, settings.image_size, settings.image_size)), 2,
                      settings.num_classes)
+    failures: list[str] = []
+
+    def attempt(name: str, run: Callable[[], None]) -> None:
+        """One stage: a failure is recorded with its stage and the next stages still run, so what
+        the other stages measured is kept (a partial record, marked failed)."""
+        stage(name)
+        try:
+            run()
+        except (Exception, SystemExit) as exc:  # the model's failure, not ours: keep the rest
+            failures.append(f"{name}: {describe_failure(exc)}")
 
     if "flops" not in settings.skip:
-        stage("flops")
-        from .flops import count_flops
-        count = count_flops(model, torch.randn(2, 3, settings.image_size, settings.image_size))
-        fields["flops"] = FlopsResult(**{f: getattr(count, f) for f in FlopsResult.__dataclass_fields__})
+        def flops(built=model) -> None:
+            from .flops import count_flops
+            count = count_flops(built, torch.randn(2, 3, settings.image_size, settings.image_size))
+            fields["flops"] = FlopsResult(**{f: getattr(count, f) for f in FlopsResult.__dataclass_fields__})
+        attempt("flops", flops)
+        del flops
     del model
 
     if "memory" not in settings.skip:
-        stage("memory")
-        fields["memory"] = _memory(build, config, settings, estimator)
+        attempt("memory", lambda: fields.update(memory=_memory(build, config, settings, estimator())))
 
     if "max-batch" not in settings.skip:
         from .probes import search_max_batch
         for mode in ("train", "infer"):
-            stage(f"max-batch ({mode})")
-            if mode in settings.max_batch_modes:
+            if mode not in settings.max_batch_modes:
+                stage(f"max-batch ({mode})")
+                continue
+
+            def search(mode: str = mode) -> None:
                 fields[f"max_batch_{mode}"] = search_max_batch(
-                    build, config, settings, mode=mode, estimator=estimator,
-                    on_probe=lambda p, m=mode: on_event(Probe(m, p.batch, p.fits, p.peak_bytes)))
+                    build, config, settings, mode=mode, estimator=estimator(),
+                    on_probe=lambda p: on_event(Probe(mode, p.batch, p.fits, p.peak_bytes)))
+            attempt(f"max-batch ({mode})", search)
 
     environment = collect_environment(device)
     if "throughput" not in settings.skip:
-        stage("throughput")
-        fields["throughput"] = _throughput(build, config, settings, fields.get("flops"),
-                                           device_name=environment.device_name)
+        attempt("throughput", lambda: fields.update(throughput=_throughput(
+            build, config, settings, fields.get("flops"), device_name=environment.device_name)))
 
     return Result(settings=settings, model_name=source.display_name, family=source.family,
                   environment=environment, wall_s=time.perf_counter() - began,
-                  created_at=_now(), **fields)
+                  created_at=_now(), error="; ".join(failures)[:1000] or None, **_provenance(), **fields)
+
+
+def _provenance() -> dict:
+    from . import __version__
+    from .environment import source_commit
+    return {"tool_version": __version__, "git_commit": source_commit()}
 
 
 def describe_failure(exc: BaseException) -> str:
@@ -178,7 +206,7 @@ def error_result(settings: Settings, error: str, wall_s: float = 0.0) -> Result:
     except Exception:  # the spec itself is what failed
         name, family = settings.model, None
     return Result(settings=settings, model_name=name, family=family, environment=None,
-                  error=error, wall_s=wall_s, created_at=_now())
+                  error=error, wall_s=wall_s, created_at=_now(), **_provenance())
 
 
 def _memory(build, config: StepConfig, settings: Settings, estimator=None):

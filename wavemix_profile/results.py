@@ -221,6 +221,11 @@ class Result:
     wall_s: float = 0.0
     created_at: str = ""
     schema_version: int = SCHEMA_VERSION
+    # Where the record came from: the command line that asked for it (as typed), the tool's version
+    # and the git commit of its source when it runs from a checkout.
+    command: Optional[str] = None
+    tool_version: Optional[str] = None
+    git_commit: Optional[str] = None
 
     @property
     def ok(self) -> bool:

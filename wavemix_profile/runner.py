@@ -7,6 +7,7 @@ its results instead of measuring them again.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable, Iterable, Optional
 
 from .errors import Interrupted
@@ -18,18 +19,18 @@ from .store import Store
 
 
 def run_all(requests: Iterable[Settings], store: Store, *, resume: bool = False, keep_errors: bool = False,
-            timeout_s: Optional[float] = DEFAULT_TIMEOUT_S,
+            timeout_s: Optional[float] = DEFAULT_TIMEOUT_S, command: Optional[str] = None,
             on_start: Callable[[Settings], None] | None = None,
             on_event: Callable[[Settings, Event], None] | None = None,
             on_done: Callable[[Settings, Result | None], None] | None = None) -> list[Result]:
     """Validate every request first (nothing is stored if any is bad), then measure the ones the
     store lacks (with resume) or all of them. With resume a stored error is measured again unless
-    keep_errors. Returns one Result per distinct request, in request order: this run's, or with
+    keep_errors. `command` (the command line) is stored with each record. Returns one Result per distinct request, in request order: this run's, or with
     resume the stored one it skipped. Ctrl-C or SIGTERM raises Interrupted."""
     requests = list({s.key(): s for s in requests}.values())
     for settings in requests:
         validate(settings)
-    run = _Run(store, resume, keep_errors, timeout_s, on_start, on_event, on_done)
+    run = _Run(store, resume, keep_errors, timeout_s, on_start, on_event, on_done, command)
     try:
         run.all(requests)
     except KeyboardInterrupt:
@@ -38,8 +39,10 @@ def run_all(requests: Iterable[Settings], store: Store, *, resume: bool = False,
 
 
 class _Run:
-    def __init__(self, store: Store, resume: bool, keep_errors: bool, timeout_s, on_start, on_event, on_done):
+    def __init__(self, store: Store, resume: bool, keep_errors: bool, timeout_s, on_start, on_event, on_done,
+                 command: Optional[str]):
         self.store, self.resume, self.keep_errors, self.timeout_s = store, resume, keep_errors, timeout_s
+        self.command = command
         self.on_start = on_start or (lambda settings: None)
         self.on_event = on_event
         self.on_done = on_done or (lambda settings, result: None)
@@ -85,6 +88,8 @@ class _Run:
             self.on_start(group[0])
             on_event = (lambda index, event: self.on_event(group[index], event)) if self.on_event else None
             for position, result in enumerate(iter_isolated(group, on_event=on_event, timeout_s=self.timeout_s)):
+                if self.command:
+                    result = dataclasses.replace(result, command=self.command)
                 self.store.append(result)
                 self.store.release(result.settings.key())
                 self.fresh[result.settings.key()] = result

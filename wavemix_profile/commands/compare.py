@@ -1,6 +1,7 @@
 """`wavemix-profile compare`: measure a set of models at several image sizes and render the comparison."""
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 
@@ -62,11 +63,12 @@ def run_compare(args) -> int:
         validate(settings)
     check_output_folder(out, store=STORE_NAME)
     store = Store(out / STORE_NAME)  # appended to, never rewritten: earlier runs stay
+    command = "wavemix-profile " + shlex.join(sys.argv[1:])
     with MeasureProgress(requests) as progress:
         results = run_all(requests, store, resume=args.resume, keep_errors=args.keep_errors, timeout_s=args.timeout,
-                          on_start=progress.start, on_event=progress.event, on_done=progress.done)
+                          command=command, on_start=progress.start, on_event=progress.event, on_done=progress.done)
     # what was asked for, measured now or stored before; `report` renders a whole store
-    written = write_outputs(results, out, command="wavemix-profile " + " ".join(sys.argv[1:]))
+    written = write_outputs(results, out, command=command)
     print(f"wrote {', '.join(str(p) for p in written)}")
     failed = [r for r in results if not r.ok]
     if failed:
