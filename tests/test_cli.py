@@ -304,3 +304,8 @@ def test_timm_models_with_a_patch_grid_are_built_at_the_image_size():
     assert vit(torch.randn(1, 3, 32, 32)).shape == (1, 10)
     resnet = resolve_source("timm:resnet18").build(num_classes=10, image_size=32)  # takes no img_size
     assert resnet(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_profile_refuses_the_options_only_a_max_batch_search_reads():
+    run = cli("profile", "ResNet-18", "--memory-budget", "16GiB")
+    assert run.returncode == 2 and run.stderr.strip() == "error: wavemix-profile: unrecognized arguments: --memory-budget 16GiB"

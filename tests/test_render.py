@@ -423,3 +423,11 @@ if __name__ == "__main__":
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
         print(f"wrote {path}")
+
+
+def test_a_cpu_run_with_a_cuda_build_of_torch_says_no_gpu_was_used():
+    import dataclasses
+    from wavemix_profile.render.markdown import render_markdown
+    cpu = next(r for r in load_fixture() if r.environment and r.environment.device_memory_bytes is None)
+    built = dataclasses.replace(cpu, environment=dataclasses.replace(cpu.environment, cuda_version="13.0"))
+    assert "| CUDA | torch built for 13.0; no GPU used |" in render_markdown([built])

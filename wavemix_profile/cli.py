@@ -59,7 +59,8 @@ def _add_timeout(p: argparse.ArgumentParser) -> None:
                         f"is killed and the row says so (default {DEFAULT_TIMEOUT_S:g}; 0: no limit)")
 
 
-def _add_measure_options(p: argparse.ArgumentParser, *, single_size: bool) -> None:
+def _add_measure_options(p: argparse.ArgumentParser, *, single_size: bool, max_batch: bool = True) -> None:
+    """The options of a measurement; `max_batch` False leaves out those only the max-batch search reads."""
     if single_size:
         p.add_argument("--image-size", type=_image_size, default=32, help="square input size in pixels (default 32)")
     else:
@@ -70,9 +71,11 @@ def _add_measure_options(p: argparse.ArgumentParser, *, single_size: bool) -> No
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when present, else cpu)")
     p.add_argument("--amp", default="fp16", choices=("fp16", "bf16", "off"),
                    help="autocast precision of the training step (default fp16 with GradScaler, as the paper)")
-    p.add_argument("--memory-budget", default=None, metavar="SIZE",
-                   help="max-batch budget, e.g. 16GiB (GiB, GB, MiB, MB); default: the whole GPU, or 16GiB predicted on CPU")
-    p.add_argument("--multiple-of", type=_positive_int, default=1, help="max batch must be a multiple of N")
+    if max_batch:
+        p.add_argument("--memory-budget", default=None, metavar="SIZE",
+                       help="max-batch budget, e.g. 16GiB (GiB, GB, MiB, MB); default: the whole GPU, or 16GiB "
+                            "predicted on CPU")
+        p.add_argument("--multiple-of", type=_positive_int, default=1, help="max batch must be a multiple of N")
     p.add_argument("--inference", default=None, choices=INFERENCE_MODES,
                    help="how inference runs: inference_mode (default; nothing kept for backward) or autograd "
                         "(a plain eval-mode forward that records the graph, as a script without no_grad)")
@@ -126,7 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
                               "  wavemix-profile max-batch ResNet-50 --image-size 64 --mode train --multiple-of 8",
                        formatter_class=RAW)
     p.add_argument("model", help="registry name or torchvision:/timm:/python: spec")
-    p.add_argument("--mode", default="both", choices=("train", "infer", "both"))
+    p.add_argument("--mode", default="both", choices=("train", "infer", "both"),
+                   help="search the largest training batch, inference batch, or both (default both)")
     _add_measure_options(p, single_size=True)
     _add_timeout(p)
     p.set_defaults(func=lambda a: _run("max_batch", "run_max_batch", a))
@@ -134,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("profile", help="one model in depth: per-module FLOPs and params, memory split",
                        epilog="example:\n  wavemix-profile profile WaveMix-128/7 --image-size 64", formatter_class=RAW)
     p.add_argument("model", help="registry name or torchvision:/timm:/python: spec")
-    _add_measure_options(p, single_size=True)
+    _add_measure_options(p, single_size=True, max_batch=False)
     p.add_argument("--depth", type=_positive_int, default=2, help="module nesting depth shown (default 2)")
     p.set_defaults(func=lambda a: _run("profile", "run_profile", a))
 

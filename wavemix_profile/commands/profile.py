@@ -49,12 +49,10 @@ def module_forward_flops(model: torch.nn.Module, x: torch.Tensor, depth: int) ->
 def run_profile(args) -> int:
     from ..measure import _memory, default_device, describe_failure, validate
     from ..training import StepConfig
-    from .max_batch import parse_budget
 
     settings = Settings(model=args.model, image_size=args.image_size, batch_size=args.batch_size,
                         device=args.device or default_device(), amp=args.amp, channels_last=args.channels_last,
-                        compile=args.compile, num_classes=args.num_classes,
-                        memory_budget_bytes=parse_budget(args.memory_budget), target_gpu=args.target_gpu,
+                        compile=args.compile, num_classes=args.num_classes, target_gpu=args.target_gpu,
                         inference=args.inference)
     source = validate(settings)
 

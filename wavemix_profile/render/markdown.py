@@ -50,7 +50,8 @@ def _environment(results: Sequence[Result]) -> list[str]:
         ("device memory", lambda e, rs: MISSING if e.device_memory_bytes is None
          else f"{e.device_memory_bytes / GIB:.1f} GiB"),
         ("driver", lambda e, rs: e.driver_version or MISSING),
-        ("CUDA", lambda e, rs: e.cuda_version or MISSING),
+        ("CUDA", lambda e, rs: MISSING if not e.cuda_version else e.cuda_version if e.device_memory_bytes
+         else f"torch built for {e.cuda_version}; no GPU used"),
         ("torch", lambda e, rs: e.torch_version),
         ("torchvision", lambda e, rs: e.torchvision_version or MISSING),
         ("Python", lambda e, rs: e.python_version),
