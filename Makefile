@@ -4,6 +4,14 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# TORCH=cpu (`make demo TORCH=cpu`) makes .venv with the CPU builds of torch and torchvision, at
+# constraints.txt's versions, from PyTorch's CPU wheel index, instead of PyPI's CUDA build and its
+# nvidia-* wheels. It applies when .venv is set up: `make clean` first to change an existing one.
+TORCH ?=
+CPU_WHEELS ?= https://download.pytorch.org/whl/cpu
+ifneq ($(filter-out cpu,$(TORCH)),)
+$(error TORCH is cpu or unset, not '$(TORCH)')
+endif
 
 # The GPU machine (README, "Running the validation on a GPU") has Python 3.12 with torch, no venv and no
 # package index. `make gpu-wheels` here puts the wheels it lacks into $(WHEELS)/; there, `make gpu-install`
@@ -34,6 +42,7 @@ LIMIT ?= 540
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(if $(TORCH),$(PY) -m pip install -q --no-deps -c constraints.txt --index-url $(CPU_WHEELS) torch torchvision)
 	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
 	touch $(STAMP)
 
@@ -41,7 +50,7 @@ demo: $(STAMP)
 	$(VENV)/bin/wavemix-profile compare
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2
+	$(PY) -m pytest -q -n 2 --dist loadgroup
 
 test-gpu: $(RUN_NEEDS)
 	$(RUN) -m pytest -q -m gpu

@@ -3,11 +3,12 @@
 Installed as `wavemix_profile.models`. Importing it is torch-free; the family modules (which
 register the models) load on the first registry query.
 """
-from ._paper import PAPER, PAPER_ZOO, PaperValue, paper_values, paper_values_for
+from ._paper import (PAPER, PAPER_ZOO, PaperAccuracy, PaperValue, paper_accuracies, paper_values,
+                     paper_values_for)
 from ._registry import (FAMILIES, ModelEntry, SizeRule, UnknownModelError,
                         UnsupportedImageSizeError, create_model, get_entry, list_models,
                         normalize, register_model, resolve)
 
 __all__ = ["FAMILIES", "ModelEntry", "PAPER", "PAPER_ZOO", "PaperValue", "SizeRule", "UnknownModelError",
            "UnsupportedImageSizeError", "create_model", "get_entry", "list_models", "normalize",
-           "paper_values", "paper_values_for", "register_model", "resolve"]
+           "PaperAccuracy", "paper_accuracies", "paper_values", "paper_values_for", "register_model", "resolve"]

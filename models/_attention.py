@@ -48,7 +48,8 @@ TOKEN_GRID_SIZES = SizeRule(
     _fits_token_grid,
     f"sizes of at least {MIN_IMAGE_SIZE} px divisible by max(1, size // {TOKEN_GRID}), the "
     "pixels per token (e.g. 28, 32, 64, 96, 224, 256; not 100), so the token grid stays "
-    f"about {TOKEN_GRID}x{TOKEN_GRID}")
+    f"about {TOKEN_GRID}x{TOKEN_GRID}",
+    adapts=f"patch size // {TOKEN_GRID} px: keeps a {TOKEN_GRID}×{TOKEN_GRID} token grid")
 
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, attention: str,

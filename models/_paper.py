@@ -1,7 +1,8 @@
-"""The WaveMix paper's published numbers, shipped as data (paper_values.csv), one row per value.
+"""The WaveMix paper's published numbers, shipped as data, one row per value: costs in
+paper_values.csv, top-1/top-5 accuracies (Tables 1 and 4) in paper_accuracy.csv.
 
-Each value keeps its table, model (registry display name), metric, image size and unit, so
-renderers and the paper-vs-measured comparison never type a number themselves.
+Each value keeps its table, model (registry display name), metric or dataset, image size and unit,
+so renderers and the paper-vs-measured comparison never type a number themselves.
 """
 from __future__ import annotations
 
@@ -46,3 +47,27 @@ def paper_values() -> tuple[PaperValue, ...]:
 def paper_values_for(model: str) -> tuple[PaperValue, ...]:
     """The published values for one registry display name."""
     return tuple(v for v in paper_values() if v.model == model)
+
+
+@dataclass(frozen=True)
+class PaperAccuracy:
+    """One published accuracy: `metric` is "top1" or "top5", `value` in `unit` (percent); `image_size`
+    is the input the paper trained at for `dataset` (CIFAR: 32 px; Tiny ImageNet and its ImageNet-1k: 64 px)."""
+
+    table: int
+    model: str
+    dataset: str
+    image_size: int
+    metric: str
+    value: float
+    unit: str
+
+
+@lru_cache(maxsize=1)
+def paper_accuracies() -> tuple[PaperAccuracy, ...]:
+    """Every published accuracy, in the order of the paper's tables."""
+    with open(Path(__file__).with_name("paper_accuracy.csv"), newline="", encoding="utf-8") as fh:
+        return tuple(PaperAccuracy(table=int(r["table"]), model=r["model"], dataset=r["dataset"],
+                                   image_size=int(r["image_size"]), metric=r["metric"], value=float(r["value"]),
+                                   unit=r["unit"])
+                     for r in csv.DictReader(fh))

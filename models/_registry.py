@@ -38,6 +38,9 @@ class SizeRule:
 
     check: Callable[[int], bool]
     description: str
+    # How the layers change with the image size, in a few words for chart legends and tables
+    # (e.g. a patch size that keeps a token grid); empty: the same layers at every size.
+    adapts: str = ""
 
     def validate(self, model: str, image_size: int) -> None:
         if not isinstance(image_size, int) or image_size < 1 or not self.check(image_size):

@@ -13,6 +13,8 @@ import torch
 import torch.nn as nn
 
 from ._registry import register_model
+# The registry lists models by family module (_registry.FAMILY_MODULES), whatever the import order.
+from .wavemix import SKELETON_SIZES, WaveMixSkeleton
 
 
 class FNet2DBlock(nn.Module):
@@ -48,17 +50,14 @@ class FNet2DConfig:
 
 def build_fnet2d(config: FNet2DConfig, *, num_classes: int, image_size: int) -> nn.Module:
     """A 2D FNet in the WaveMix skeleton for `num_classes` classes and `image_size`-px inputs."""
-    # Imported here, not at module level: importing wavemix registers its models, and the
-    # registry lists models in registration order, which should stay Table 1's order.
-    from .wavemix import WaveMixSkeleton
-
     blocks = [FNet2DBlock(dim=config.dim, mlp_mult=config.mlp_mult, dropout=config.dropout)
               for _ in range(config.depth)]
     return WaveMixSkeleton(dim=config.dim, num_classes=num_classes, image_size=image_size,
                            blocks=blocks, dropout=config.dropout)
 
 
-@register_model("2D FNet-64/5", family="token mixer", aliases=("FNet-64/5", "FNet2D-64/5"),
+@register_model("2D FNet-64/5", family="token mixer", sizes=SKELETON_SIZES,
+                aliases=("FNet-64/5", "FNet2D-64/5"),
                 params_note=("Table 1 gives 0.10M; with the feed-forward width 2 x dim (the "
                              "multiplier WaveMix uses, and the one that matches 2D FNet-128/5 "
                              "within 3%) ours is 109,412 (1.094x). No single width fits both "
@@ -75,7 +74,8 @@ def fnet2d_64_5(*, num_classes: int, image_size: int, **options) -> nn.Module:
                         num_classes=num_classes, image_size=image_size)
 
 
-@register_model("2D FNet-128/5", family="token mixer", aliases=("FNet-128/5", "FNet2D-128/5"))
+@register_model("2D FNet-128/5", family="token mixer", sizes=SKELETON_SIZES,
+                aliases=("FNet-128/5", "FNet2D-128/5"))
 def fnet2d_128_5(*, num_classes: int, image_size: int, **options) -> nn.Module:
     """2D FNet-128/5: dim 128, depth 5, feed-forward 128 -> 256 -> 128.
 

@@ -15,6 +15,8 @@ import torch.nn as nn
 from einops import rearrange
 
 from ._registry import register_model
+# The registry lists models by family module (_registry.FAMILY_MODULES), whatever the import order.
+from .wavemix import SKELETON_SIZES, WaveMixSkeleton, block_map_size
 
 
 class AxisMLP(nn.Module):
@@ -73,10 +75,6 @@ class MLPMixer2DConfig:
 
 def build_mlpmixer2d(config: MLPMixer2DConfig, *, num_classes: int, image_size: int) -> nn.Module:
     """A 2D MLP-Mixer in the WaveMix skeleton for `num_classes` classes and `image_size` px."""
-    # Imported here, not at module level: importing wavemix registers its models, and the
-    # registry lists models in registration order, which should stay Table 1's order.
-    from .wavemix import WaveMixSkeleton, block_map_size
-
     map_size = block_map_size(image_size)
     blocks = [MLPMixer2DBlock(dim=config.dim, map_size=map_size, mlp_mult=config.mlp_mult,
                               dropout=config.dropout) for _ in range(config.depth)]
@@ -84,7 +82,7 @@ def build_mlpmixer2d(config: MLPMixer2DConfig, *, num_classes: int, image_size: 
                            blocks=blocks, dropout=config.dropout)
 
 
-@register_model("2D MLP-Mixer-64/5", family="token mixer",
+@register_model("2D MLP-Mixer-64/5", family="token mixer", sizes=SKELETON_SIZES,
                 aliases=("MLP-Mixer-64/5", "MLPMixer2D-64/5"))
 def mlpmixer2d_64_5(*, num_classes: int, image_size: int, **options) -> nn.Module:
     """2D MLP-Mixer-64/5: dim 64, depth 5, every MLP 2x wide.
@@ -96,7 +94,7 @@ def mlpmixer2d_64_5(*, num_classes: int, image_size: int, **options) -> nn.Modul
                             num_classes=num_classes, image_size=image_size)
 
 
-@register_model("2D MLP-Mixer-128/5", family="token mixer",
+@register_model("2D MLP-Mixer-128/5", family="token mixer", sizes=SKELETON_SIZES,
                 aliases=("MLP-Mixer-128/5", "MLPMixer2D-128/5"))
 def mlpmixer2d_128_5(*, num_classes: int, image_size: int, **options) -> nn.Module:
     """2D MLP-Mixer-128/5: dim 128, depth 5, every MLP 2x wide.

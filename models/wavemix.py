@@ -189,14 +189,17 @@ def _is_power_of_two_from_32(size: int) -> bool:
     return size >= 32 and size & (size - 1) == 0
 
 
+# What the skeleton's stem does with the size (stem_strides), for WaveMix, 2D FNet and 2D MLP-Mixer.
+STEM_ADAPTS = f"stem strides inputs above {MAX_BLOCK_MAP} px to a map of at most {MAX_BLOCK_MAP}×{MAX_BLOCK_MAP}"
+SKELETON_SIZES = SizeRule(lambda size: size >= 8, "any size of at least 8 px", adapts=STEM_ADAPTS)
 MULTILEVEL_SIZES = SizeRule(
     _is_power_of_two_from_32,
     "powers of two from 32 px (32, 64, 128, 256, ...): the stem brings them to a 32x32 or "
-    "64x64 map, which the 4-level DWT divides evenly")
+    "64x64 map, which the 4-level DWT divides evenly", adapts=STEM_ADAPTS)
 LITE_SIZES = SizeRule(
     lambda size: size >= 8 and block_map_size(size) % 2 == 0,
     "sizes from 8 px whose stem output is even: any even size up to 64 px, and larger sizes "
-    "the stem strides to an even map (e.g. 96, 128, 224, 256)")
+    "the stem strides to an even map (e.g. 96, 128, 224, 256)", adapts=STEM_ADAPTS)
 
 _MULTILEVEL_NOTE = ("Table 1 gives {paper}M; the authors' public multi-level block (4 DWT "
                     "levels, one MLP dim->2dim->dim shared across levels, up-convolutions to "

@@ -119,3 +119,14 @@ class _FailsAbove(nn.Module):
 
 def fails_above_32(*, num_classes: int, image_size: int) -> nn.Module:
     return _FailsAbove(num_classes)
+
+
+def reports_process(*, num_classes: int, image_size: int) -> nn.Module:
+    """tiny_cnn, after appending this process's pid, parent, session and torch threads as a JSON line to
+    the file WAVEMIX_TEST_PROCESS_FILE names: how the measuring process was started."""
+    import json
+    import torch
+    with open(os.environ["WAVEMIX_TEST_PROCESS_FILE"], "a") as fh:
+        fh.write(json.dumps({"pid": os.getpid(), "ppid": os.getppid(), "sid": os.getsid(0),
+                             "threads": torch.get_num_threads(), "interop": torch.get_num_interop_threads()}) + "\n")
+    return tiny_cnn(num_classes=num_classes, image_size=image_size)

@@ -86,13 +86,52 @@ def test_compare_end_to_end_writes_every_file_then_resume_skips(tmp_path):
     assert len((out / "results.jsonl").read_text().splitlines()) == 2
 
 
+def _store_as_device(source, folder, device, scale_train_rate):
+    """A copy of a real store as if measured on `device`: its name, and train images/s scaled by
+    `scale_train_rate`, so each device's row can be told apart in the merged report."""
+    folder.mkdir()
+    records = [json.loads(line) for line in source.read_text().splitlines()]
+    for record in records:
+        record["environment"]["device_name"] = device
+        record["throughput"]["train_images_per_s"] *= scale_train_rate
+    (folder / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return records
+
+
 def test_report_merges_stores_from_two_devices(tmp_path):
-    fixture = os.path.join(os.path.dirname(__file__), "data", "results_fixture.jsonl")
-    out = tmp_path / "merged"
-    run = cli("report", fixture, "--out", str(out))
+    measured = tmp_path / "measured"
+    run = cli("compare", *TINY, "--image-sizes", "8", "--skip", "max-batch", "--out", str(measured))
     assert run.returncode == 0, run.stderr
-    text = (out / "report.md").read_text()
-    assert "| device |" in text.replace("device |", "device |") and "H100" in text and "CPU" in text
+    a = _store_as_device(measured / "results.jsonl", tmp_path / "a", "CPU: simulated host A", 1.0)
+    b = _store_as_device(measured / "results.jsonl", tmp_path / "b", "CPU: simulated host B", 2.0)
+    assert len(a) == len(b) == 1
+
+    out = tmp_path / "merged"
+    run = cli("report", str(tmp_path / "a" / "results.jsonl"), str(tmp_path / "b" / "results.jsonl"),
+              "--out", str(out), columns=250)
+    assert run.returncode == 0, run.stderr
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert [(r["model"], r["device_name"]) for r in rows] == [("tiny_cnn", "CPU: simulated host A"),
+                                                              ("tiny_cnn", "CPU: simulated host B")]
+    rates = [float(r["train_images_per_s"]) for r in rows]
+    assert rates == [a[0]["throughput"]["train_images_per_s"], b[0]["throughput"]["train_images_per_s"]]
+    assert rates[1] == 2 * rates[0] > 0
+
+    table = [line for line in (out / "report.md").read_text().splitlines() if line.startswith("| ")]
+    header = next(line for line in table if line.startswith("| model |"))
+    cells = [c.strip() for c in header.strip("|").split("|")]
+    assert "device" in cells, header
+    device_rows = {}
+    for line in table:
+        row = [c.strip() for c in line.strip("|").split("|")]
+        if len(row) == len(cells) and row[0] == "tiny_cnn":
+            device_rows[row[cells.index("device")]] = row
+    assert sorted(device_rows) == ["CPU: simulated host A", "CPU: simulated host B"]
+    rate_column = next(i for i, c in enumerate(cells) if c.startswith("train throughput (images/s)"))
+    shown = [float(device_rows[d][rate_column].strip("*").split()[0])
+             for d in ("CPU: simulated host A", "CPU: simulated host B")]
+    assert shown == pytest.approx(rates, rel=0.01)  # each device's row holds its own store's value
+    assert "CPU: simulated host A" in run.stdout and "CPU: simulated host B" in run.stdout
 
 
 def test_report_of_missing_store_is_exit_2(tmp_path):
@@ -103,7 +142,7 @@ def test_report_of_missing_store_is_exit_2(tmp_path):
 def test_max_batch_on_cpu_is_labelled_predicted():
     run = cli("max-batch", "WaveMix-128/7", "--memory-budget", "16GiB", "--mode", "train")
     assert run.returncode == 0, run.stderr
-    assert "predicted" in run.stdout and "fits" in run.stdout and "16.0 GiB budget" in run.stdout
+    assert "predicted" in run.stdout and "fits" in run.stdout and "16.0 GiB (17.2 GB) budget" in run.stdout
 
 
 def test_max_batch_bad_budget_exit_2():
@@ -116,8 +155,9 @@ def test_profile_breaks_down_params_flops_and_memory():
     assert run.returncode == 0, run.stderr
     lines = run.stdout.splitlines()
     whole = next(ln for ln in lines if "(whole model)" in ln)
-    assert "11,220,132" in whole and "1.1109" in whole          # 555,422,720 MACs = 1.1109 GFLOPs
-    assert any("layer4" in ln and "8,393,728" in ln for ln in lines)
+    assert "11,220,132" in whole and " 555 " in whole          # 555,422,720 MACs, in millions as profile shows
+    assert "ResNet" in whole and " 100 " in whole               # the class and the output shape (100 classes)
+    assert any("layer4" in ln and "Sequential" in ln and "512×4×4" in ln and "8,393,728" in ln for ln in lines)
     assert "Adam state" in run.stdout and "CPU estimate, not GPU memory" in run.stdout
 
 

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 import torchvision
 
 from wavemix_profile.flops import (ELEMENTWISE_FLOP_FORMULAS, FLOP_FORMULAS, ZERO_COST_OPS, FlopCount,
-                                   count_flops)
+                                   _fake_tallies, count_flops)
 from wavemix_profile.models.dwt import HaarDWT
 from wavemix_profile.results import FlopsResult
 
@@ -193,3 +193,52 @@ def test_tables_are_disjoint_and_results_fit_the_stored_schema():
     assert not set(FLOP_FORMULAS) & set(ELEMENTWISE_FLOP_FORMULAS)
     assert not (set(FLOP_FORMULAS) | set(ELEMENTWISE_FLOP_FORMULAS)) & ZERO_COST_OPS
     assert set(FlopsResult.__dataclass_fields__) <= set(FlopCount.__dataclass_fields__)
+
+
+# --- counting on fake tensors (what measure does): the same count, no arithmetic -----------------
+
+class _Tied(nn.Module):
+    """An embedding and a head that share one weight: its gradient is accumulated from both uses."""
+
+    def __init__(self):
+        super().__init__()
+        self.inp = nn.Linear(16, 16, bias=False)
+        self.out = nn.Linear(16, 16, bias=False)
+        self.out.weight = self.inp.weight
+        self.register_buffer("scale", torch.full((16,), 0.5))
+
+    def forward(self, x):
+        return self.out(torch.relu(self.inp(x)) * self.scale)
+
+
+class _ReadsValues(nn.Module):
+    """Control flow on a value: fake tensors have none, so the count falls back to real ones."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        return self.fc(x) if x.sum().item() > -1e9 else self.fc(x) * 2
+
+
+@pytest.mark.parametrize("name, make, shape", [
+    ("resnet18", cifar_resnet18, (2, 3, 32, 32)),
+    ("tied", _Tied, (3, 16)),
+    ("reads values", _ReadsValues, (2, 8)),
+    ("haar dwt", lambda: HaarDWT(levels=2), (2, 4, 16, 16)),
+])
+@pytest.mark.parametrize("train", [True, False])
+def test_on_fakes_counts_what_real_tensors_count_and_leaves_the_model_alone(name, make, shape, train):
+    torch.manual_seed(0)
+    model, x = make(), torch.randn(*shape, requires_grad=(name == "tied"))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fake = count_flops(model, x, train=train, with_fvcore=False, on_fakes=True)
+    assert {k: v for k, v in model.state_dict().items()}.keys() == before.keys()
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items()), "weights and statistics kept"
+    assert all(p.grad is None for p in model.parameters()) and x.grad is None
+    real = count_flops(model, x, train=train, with_fvcore=False)
+    assert fake == real
+    assert fake.forward_flops_per_image > 0 or name == "haar dwt"
+    ran_on_fakes = _fake_tallies(model, x, train) is not None
+    assert ran_on_fakes == (name != "reads values"), "fakes wherever the model does not read values"

@@ -9,10 +9,12 @@ import time
 import pytest
 
 from wavemix_profile.models import UnknownModelError
-from wavemix_profile.isolation import run_isolated
+from wavemix_profile.forkserver import FORK_SERVER_ENV
+from wavemix_profile.isolation import iter_isolated, run_isolated
 from wavemix_profile.results import Settings
 from wavemix_profile.runner import run_all
 from wavemix_profile.store import Store
+from wavemix_profile.worker import TRACE_ENV
 
 QUICK = ("flops", "max-batch", "throughput")
 
@@ -161,3 +163,79 @@ def test_resume_measures_stored_errors_again_unless_kept(tmp_path):
     assert [r.settings.model for r in store.read()] == ["python:factories:dies", "python:factories:tiny_cnn",
                                                         "python:factories:dies"]
     assert "SIGKILL" in again[0].error and again[1].ok
+
+
+# --- the fork server: warm children, the same results ---------------------------------------------
+
+def records(path) -> list[dict]:
+    import json
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def processes(path) -> list[dict]:
+    """The processes that built reports_process, in order (a measurement builds it more than once)."""
+    return list({r["pid"]: r for r in reversed(records(path))}.values())[::-1]
+
+
+@pytest.fixture
+def process_file(tmp_path, monkeypatch):
+    path = tmp_path / "processes.jsonl"
+    monkeypatch.setenv("WAVEMIX_TEST_PROCESS_FILE", str(path))
+    return path
+
+
+def test_children_are_forked_by_one_server_in_sessions_of_their_own_with_fresh_threads(process_file, monkeypatch):
+    for size in (8, 12):  # two runs in one environment: one server
+        assert run_isolated(quick("python:factories:reports_process", size)).ok
+    monkeypatch.setenv(FORK_SERVER_ENV, "0")
+    assert run_isolated(quick("python:factories:reports_process", 16)).ok
+    first, second, spawned = processes(process_file)
+    assert first["ppid"] == second["ppid"] != os.getpid(), "forked by the same server, not by this process"
+    assert spawned["ppid"] == os.getpid(), "FORK_SERVER_ENV=0: a fresh interpreter, started here"
+    assert all(p["sid"] == p["pid"] for p in (first, second, spawned)), "each child leads its own session"
+    assert (first["threads"], first["interop"]) == (spawned["threads"], spawned["interop"])
+
+
+def test_a_changed_environment_gets_a_new_server(process_file, monkeypatch):
+    assert run_isolated(quick("python:factories:reports_process", 8)).ok
+    monkeypatch.setenv("WAVEMIX_TEST_SOMETHING", "else")
+    assert run_isolated(quick("python:factories:reports_process", 12)).ok
+    first, second = processes(process_file)
+    assert first["ppid"] != second["ppid"]
+    assert not alive(first["ppid"]) or gone_soon(first["ppid"]), "the old server exits once its children have"
+
+
+def gone_soon(pid: int, seconds: float = 10) -> bool:
+    deadline = time.monotonic() + seconds
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not alive(pid)
+
+
+MEASURED = ("params_total", "params_trainable", "flops", "memory")
+
+
+def test_results_are_the_same_with_and_without_the_fork_server(monkeypatch):
+    request = Settings(model="WaveMix-16/5", image_size=32, batch_size=8, num_classes=10, skip=("throughput",))
+    forked = run_isolated(request)
+    monkeypatch.setenv(FORK_SERVER_ENV, "0")
+    spawned = run_isolated(request)
+    assert forked.ok and spawned.ok
+    for field in MEASURED:
+        assert getattr(forked, field) == getattr(spawned, field), field
+    assert forked.flops.forward_macs_per_image > 0 and forked.flops.fvcore_macs_per_image > 0
+    for mode in ("train", "infer"):
+        a, b = getattr(forked, f"max_batch_{mode}"), getattr(spawned, f"max_batch_{mode}")
+        assert (a.max_batch, a.probes, a.predicted_device_bytes) == (b.max_batch, b.probes, b.predicted_device_bytes)
+        assert a.max_batch > 8
+
+
+def test_the_trace_says_where_each_process_spent_its_time(tmp_path, monkeypatch):
+    trace = tmp_path / "trace.jsonl"
+    monkeypatch.setenv(TRACE_ENV, str(trace))
+    assert [r.ok for r in iter_isolated([quick("python:factories:tiny_cnn", s) for s in (8, 12)])] == [True, True]
+    phases = records(trace)
+    assert [r["phase"] for r in phases] == ["fork server start-up and imports", "fork"] + ["set-up", "params", "memory"] * 2
+    assert [r["image_size"] for r in phases[2:]] == [8, 8, 8, 12, 12, 12]
+    assert all(r["wall_s"] >= 0 and r["cpu_s"] >= 0 for r in phases)
+    assert phases[0]["cpu_s"] > 0.5, "the server's imports (torch among them) take CPU time"

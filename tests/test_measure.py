@@ -8,7 +8,8 @@ from wavemix_profile.measure import measure, parse_device, validate
 from wavemix_profile.memory import estimate_cpu_peaks
 from wavemix_profile.models import UnknownModelError, UnsupportedImageSizeError
 from wavemix_profile.results import Settings
-from wavemix_profile.throughput import TimingSettings, images_per_s, measure_throughput
+from wavemix_profile.throughput import (TimedBlocks, TimingSettings, block_calls, block_rates, images_per_s,
+                                        measure_throughput, time_blocks)
 from wavemix_profile.training import StepConfig, TrainStep
 
 CPU = torch.device("cpu")
@@ -38,18 +39,77 @@ def test_train_estimate_holds_weights_grads_adam_state_and_grows_with_batch():
 
 
 def test_amp_halves_activation_bytes_of_a_conv_net():
+    """Per image, an inference pass's peak holds the fp32 input (3x16x16x4 = 3,072 B) and two conv
+    outputs (64x16x16 each); fp16 autocast halves the conv outputs, not the input."""
     def build():
         return torch.nn.Sequential(torch.nn.Conv2d(3, 64, 3, padding=1), torch.nn.Conv2d(64, 64, 3, padding=1),
                                    torch.nn.Flatten(), torch.nn.Linear(64 * 16 * 16, 10))
-    off = estimate_cpu_peaks(build, StepConfig(device=CPU, amp="off", num_classes=10), batch=16, image_size=16)
-    half = estimate_cpu_peaks(build, StepConfig(device=CPU, amp="fp16", num_classes=10), batch=16, image_size=16)
-    assert half.infer_bytes < off.infer_bytes
+
+    def per_image(amp):  # the growth of the peak from 16 to 32 images: what one more image costs
+        config = StepConfig(device=CPU, amp=amp, num_classes=10)
+        small, big = (estimate_cpu_peaks(build, config, batch=b, image_size=16).infer_bytes for b in (16, 32))
+        return (big - small) // 16
+
+    image = 3 * 16 * 16 * 4
+    off, half = per_image("off"), per_image("fp16")
+    assert off == image + 2 * 64 * 16 * 16 * 4         # 134,144 B
+    assert half == image + 2 * 64 * 16 * 16 * 2        # 68,608 B
+    assert half - image == (off - image) // 2
 
 
 def test_throughput_reports_median_and_cv():
-    rate, cv = images_per_s([1.0, 2.0, 4.0], TimingSettings(batch_size=8, iterations=2, repeats=3))
-    assert rate == 8.0                        # 16 images in 2 s
+    settings = TimingSettings(batch_size=8, iterations=2, repeats=3)
+    rates = block_rates(TimedBlocks([1.0, 2.0, 4.0]), settings)
+    assert rates == [16.0, 8.0, 4.0]          # 16 images per block
+    rate, cv = images_per_s(rates)
+    assert rate == 8.0
     assert cv == pytest.approx(0.5345225, rel=1e-6)   # rates 16, 8, 4: pstdev 4.989 / mean 9.333
+
+
+@pytest.mark.parametrize("call_s, iterations, min_block_s, fewest, most", [
+    (0.004, 1, 0.02, 1, 5),       # 5 calls of at least 4 ms make 20 ms (fewer when a sleep overruns)
+    (0.03, 1, 0.02, 1, 1),        # one slow call already lasts longer than a block
+    (0.001, 10, 0.002, 10, 10),   # never fewer than the iterations asked for
+    (0.001, 3, None, 3, 3),       # no minimum: the iterations asked for, no calibration block
+])
+def test_calibration_counts_the_calls_one_block_of_the_minimum_needs(call_s, iterations, min_block_s, fewest, most):
+    import time
+    count = []
+
+    def run():
+        count.append(1)
+        time.sleep(call_s)
+    settings = TimingSettings(batch_size=2, warmup=0, iterations=iterations, min_block_s=min_block_s)
+    calls = block_calls(run, settings, CPU)
+    assert len(count) == (calls if min_block_s else 0)   # the calibration block ran exactly those calls
+    assert fewest <= calls <= most
+
+
+def test_calibrated_blocks_run_the_calls_they_report():
+    import time
+    count = []
+
+    def run():
+        count.append(1)
+        time.sleep(0.004)
+    settings = TimingSettings(batch_size=2, warmup=2, iterations=1, repeats=3, min_block_s=0.02)
+    blocks = time_blocks(run, settings, CPU)
+    assert 1 <= blocks.iterations <= 5
+    assert len(count) == 2 + 4 * blocks.iterations   # warm-up, the calibration block, the timed blocks
+    assert all(s >= 0.004 * blocks.iterations for s in blocks.seconds)
+    assert block_rates(blocks, settings) == [2 * blocks.iterations / s for s in blocks.seconds]
+
+
+def test_throughput_result_keeps_every_block():
+    step = TrainStep(tiny_cnn(num_classes=10, image_size=16), StepConfig(device=CPU, amp="off", num_classes=10))
+    timing = TimingSettings(batch_size=2, warmup=1, iterations=1, repeats=4, min_block_s=0.01)
+    result = measure_throughput(step, timing, image_size=16)
+    for mode in ("train", "infer"):
+        rates = getattr(result, f"{mode}_block_images_per_s")
+        assert len(rates) == 4
+        assert getattr(result, f"{mode}_images_per_s") == pytest.approx((sorted(rates)[1] + sorted(rates)[2]) / 2)
+        assert getattr(result, f"{mode}_block_iterations") >= 1
+    assert result.min_block_s == 0.01
 
 
 def test_throughput_on_cpu_times_bf16_when_fp16_is_asked():

@@ -1,8 +1,10 @@
-"""Renderers against a fixed set of stored results: golden Markdown and CSV, chart contents, highlighting.
+"""Renderers against stored results: golden Markdown and CSV of a real run, and, on an invented fixture
+with GPU rows (tests/data/), chart contents, highlighting, MFU and energy.
 
-The golden files are regenerated deliberately, never by the tests:
+The golden files are regenerated deliberately, never by the tests (tests/golden/regenerate.py says more):
 
-    python tests/test_render.py --regen
+    python tests/golden/regenerate.py            # re-render tests/golden/report.md and results.csv
+    python tests/golden/regenerate.py --measure  # measure tests/golden/results.jsonl anew first
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import dataclasses
 import importlib.util
 import io
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -18,8 +21,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from wavemix_profile.render.charts import (images_per_joule, memory_vs_params, max_batch, paper_vs_measured,
-                                           throughput, write_charts)
+from wavemix_profile.render.charts import write_charts
 from wavemix_profile.render.columns import comparison_grids
 from wavemix_profile.render.csv import COLUMNS, render_csv
 from wavemix_profile.render.markdown import render_markdown
@@ -28,27 +30,21 @@ from wavemix_profile.render.terminal import (BEST_STYLE, comparison_table, print
                                              print_registry)
 from wavemix_profile.results import result_from_dict
 
+from golden import regenerate as golden  # tests/golden/regenerate.py: the golden files' one source
+
 HERE = Path(__file__).parent
 FIXTURE = HERE / "data" / "results_fixture.jsonl"
-GOLDEN_MD = HERE / "golden" / "report.md"
-GOLDEN_CSV = HERE / "golden" / "results.csv"
 COMMAND = "wavemix-profile compare --models ResNet-18 ConvMixer-256/16 CCT-128/4x4 'WaveMix-*/7' --image-sizes 32 64"
 CHART_FILES = ["memory_vs_params.png", "throughput.png", "images_per_joule.png", "max_batch.png",
                "paper_vs_measured.png"]
 GIB = 2**30
 H100 = "NVIDIA H100 80GB HBM3"
 CPU = "CPU: AMD EPYC 7B13"
-REGEN = "if the change is intended, run: python tests/test_render.py --regen"
+REGEN = "if the change is intended, run: python tests/golden/regenerate.py"
 
 
 def load_fixture():
     return [result_from_dict(json.loads(line)) for line in FIXTURE.read_text(encoding="utf-8").splitlines()]
-
-
-def rendered() -> dict[Path, str]:
-    results = load_fixture()
-    return {GOLDEN_MD: render_markdown(results, command=COMMAND, charts=CHART_FILES),
-            GOLDEN_CSV: render_csv(results)}
 
 
 @pytest.fixture(scope="module")
@@ -76,9 +72,78 @@ def test_fixture_is_what_the_generator_writes():
     assert load_fixture() == module.fixture_results(), "run python tests/data/make_results_fixture.py"
 
 
-@pytest.mark.parametrize("golden", [GOLDEN_MD, GOLDEN_CSV], ids=lambda p: p.name)
-def test_rendered_output_matches_golden(golden):
-    assert rendered()[golden] == golden.read_text(encoding="utf-8"), REGEN
+# --- golden files of a real run -------------------------------------------------------------------
+# tests/golden/results.jsonl is a real CPU run of WaveMix-16/5 and ResNet-18 at 32 px; report.md and
+# results.csv are what compare wrote for it. Timings vary run to run, so each golden renders the stored
+# records; one value per table is checked against a hand derivation instead of the golden file.
+
+@pytest.fixture(scope="module")
+def golden_run(tmp_path_factory):
+    results = golden.load_results()
+    return results, golden.render(results, tmp_path_factory.mktemp("golden"))
+
+
+@pytest.mark.parametrize("name", golden.FILES)
+def test_rendered_output_matches_golden(golden_run, name):
+    assert golden_run[1][name] == (golden.HERE / name).read_text(encoding="utf-8"), REGEN
+
+
+def test_golden_store_is_the_real_run_and_names_no_path_of_the_machine():
+    records = [json.loads(line) for line in golden.STORE.read_text(encoding="utf-8").splitlines()]
+    assert [r["model_name"] for r in records] == ["WaveMix-16/5", "ResNet-18"]
+    assert {r["command"] for r in records} == {"wavemix-profile " + " ".join(golden.RUN)}
+    assert all(r["error"] is None and r["memory"]["method"] == "cpu-estimate" for r in records)
+
+    def strings(value):
+        if isinstance(value, dict):
+            return [s for v in value.values() for s in strings(v)]
+        if isinstance(value, list):
+            return [s for v in value for s in strings(v)]
+        return [value] if isinstance(value, str) else []
+    absolute = {word for r in records for s in strings(r) for word in s.split() if re.match(r"/\w", word)}
+    assert all(word.startswith(("/sys/", "/proc/")) for word in absolute), absolute  # system interfaces only
+
+
+# ResNet-18 as the zoo builds it: torchvision's resnet18 (11,689,512 parameters at 1000 classes, its
+# published meta) with a 3x3 stem instead of 7x7 and no max-pool (CIFAR), and a 100-class head.
+RESNET18_PARAMS = 11_689_512 - (7 * 7 - 3 * 3) * 3 * 64 - 900 * 512 - 900              # 11,220,132
+# Its forward MACs per image at 32 px: each 3x3 conv costs H*W*Cout*Cin*9, each 1x1 shortcut H*W*Cout*Cin.
+RESNET18_MACS = (32 * 32 * 64 * 3 * 9                                                    # stem
+                 + 4 * 32 * 32 * 64 * 64 * 9                                             # layer1
+                 + sum(s * s * c * (c // 2) * 9 + 3 * s * s * c * c * 9 + s * s * c * (c // 2)
+                       for s, c in ((16, 128), (8, 256), (4, 512)))                      # layer2-4
+                 + 512 * 100)                                                            # fc: 555,468,800
+
+
+def markdown_row(report, heading, model):
+    """The cells of `model`'s row in the first table under `heading`, keyed by column header."""
+    lines = report.splitlines()
+    table = [line for line in lines[lines.index(heading):] if line.startswith("|")]
+    header = [c.strip() for c in table[0].strip("|").split("|")]
+    row = next(line for line in table if line.startswith(f"| {model} |"))
+    return dict(zip(header, (c.strip() for c in row.strip("|").split("|"))))
+
+
+def test_golden_report_values_checked_by_hand(golden_run):
+    results, files = golden_run
+    report, rows = files["report.md"], list(csv.DictReader(io.StringIO(files["results.csv"])))
+    resnet = next(r for r in results if r.model_name == "ResNet-18")
+    assert resnet.params_total == RESNET18_PARAMS and resnet.flops.forward_macs_per_image == RESNET18_MACS
+    # environment table: two records, none failed
+    assert "| results (failed) | 2 (0) |" in report.splitlines()
+    # comparison table: params in millions, two decimals
+    grid = markdown_row(report, next(l for l in report.splitlines() if l.startswith("## 32×32 px")), "ResNet-18")
+    assert grid["params (M)"] == f"{RESNET18_PARAMS / 1e6:.2f}" == "11.22"
+    # Table 1 beside the paper: 11,220,132 against the paper's 11.2 M
+    table1 = markdown_row(report, next(l for l in report.splitlines() if l.startswith("### Table 1")), "ResNet-18")
+    assert table1["params: paper (M)"] == "11.2" and table1["params: ours/paper"] == f"{RESNET18_PARAMS / 11.2e6:.2f}"
+    # Table 5: ours/paper is the stored train images/s over the paper's 1571 (V100, 32 px)
+    table5 = markdown_row(report, next(l for l in report.splitlines() if l.startswith("### Table 5")), "ResNet-18")
+    assert table5["train: paper (images/s)"] == "1571"
+    assert table5["train: ours/paper"] == f"{resnet.throughput.train_images_per_s / 1571:.2f}"
+    # CSV: one row per record, MACs as integers
+    csv_resnet = next(r for r in rows if r["model"] == "ResNet-18")
+    assert int(csv_resnet["forward_macs_per_image"]) == RESNET18_MACS and len(rows) == 2
 
 
 def test_csv_has_one_flat_row_per_result_with_empty_missing_cells(results):
@@ -103,9 +168,9 @@ def test_paper_ratio_hand_checked(results):
     params = [c for c in comparisons if (c.table, c.model, c.metric, c.device_name)
               == (1, "WaveMix-128/7", "params", H100)]
     assert len(params) == 1
-    # 2,433,764 parameters against Table 1's 2.42 M: 2.433764 / 2.42 = 1.005687
-    assert params[0].measured_value == pytest.approx(2.433764)
-    assert params[0].ratio == pytest.approx(1.005687, abs=1e-6)
+    # 2,416,580 parameters against Table 1's 2.42 M: 2.416580 / 2.42 = 0.998587
+    assert params[0].measured_value == pytest.approx(2.416580)
+    assert params[0].ratio == pytest.approx(0.998587, abs=1e-6)
     assert params[0].paper_value == 2.42 and params[0].unit == "M"
     gpu_cpu = next(c for c in comparisons if (c.table, c.model, c.metric, c.device_name)
                    == (1, "WaveMix-128/7", "gpu_train_batch64", CPU))
@@ -149,12 +214,14 @@ def test_best_value_highlighting_picks_the_right_cell(on_h100):
                     "train_mfu": ["ResNet-18"], "infer_mfu": ["ResNet-18"],
                     "train_images_per_joule": ["ResNet-18"], "infer_images_per_joule": ["ResNet-18"]}
     table = comparison_table(grid)
-    params = cell_texts(table, "params (M)")
-    styled = [models[i] for i, cell in enumerate(params) if cell.style == BEST_STYLE]
-    assert styled == ["CCT-128/4x4"] and str(params[models.index("CCT-128/4x4")]) == "0.91"
+    names = [str(cell).strip() for cell in cell_texts(table, "model")]   # family heading rows among them
+    params = dict(zip(names, cell_texts(table, "params (M)")))
+    styled = [name for name, cell in params.items() if getattr(cell, "style", "") == BEST_STYLE]
+    assert styled == ["CCT-128/4x4"] and str(params["CCT-128/4x4"]) == "1.05"
+    assert [n for n in names if n not in models] == ["convolutional", "token mixer", "transformer", "WaveMix"]  # families head groups
     report = render_markdown(on_h100, command=None)
     cct = next(line for line in report.splitlines() if line.startswith("| CCT-128/4x4 | transformer |"))
-    assert cct.startswith("| CCT-128/4x4 | transformer | **0.91** | 0.313 |")
+    assert cct.startswith("| CCT-128/4x4 | transformer | **1.05** | 0.313 |")
 
 
 def test_error_row_is_shown_not_fatal(results):
@@ -164,7 +231,11 @@ def test_error_row_is_shown_not_fatal(results):
     console = Console(record=True, width=320)
     print_comparison(results, console=console)
     text = console.export_text()
-    assert "error: OutOfMemoryError: CUDA out of memory." in text and "WaveMix-256/7" in text
+    # the row says it failed; the error itself is one line under the table, not wrapped in a cell
+    assert "failed: CCT-128/4x4 on NVIDIA H100 80GB HBM3: OutOfMemoryError: CUDA out of memory." in text
+    assert any(line.split("│")[1].strip() == "CCT-128/4x4" and "failed" in line for line in text.splitlines()
+               if "│" in line)
+    assert "WaveMix-256/7" in text
     line = next(l for l in render_markdown(results, command=None).splitlines()
                 if l.startswith("| CCT-128/4x4") and "error" in l)
     assert line.count("|") == 1 + 3 + 11 and "error: OutOfMemoryError" in line  # every cell of the row kept
@@ -220,87 +291,7 @@ def test_empty_input_renders_without_crashing(tmp_path):
     print_comparison([], console=Console(record=True))
 
 
-# --- charts ---------------------------------------------------------------------------------------
-
-def test_every_chart_is_written_as_png_and_svg(results, tmp_path):
-    paths = write_charts(results, tmp_path)
-    assert sorted(p.name for p in paths) == sorted(f"{stem[:-4]}.{ext}" for stem in CHART_FILES
-                                                   for ext in ("png", "svg"))
-    for path in paths:
-        assert path.is_file() and path.stat().st_size > 1000
-    assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and b"<svg" in paths[1].read_bytes()[:2000]
-
-
-def test_charts_with_nothing_to_plot_are_skipped(results, tmp_path):
-    failed = [find(results, "CCT-128/4x4", 64)]
-    assert write_charts(failed, tmp_path) == [] and list(tmp_path.iterdir()) == []
-    untimed = [dataclasses.replace(r, throughput=None) for r in results]
-    names = {p.stem for p in write_charts(untimed, tmp_path / "untimed")}
-    assert names == {"memory_vs_params", "max_batch", "paper_vs_measured"}
-    cpu_only = [r for r in results if r.environment and r.environment.device_name == CPU]
-    names = {p.stem for p in write_charts(cpu_only, tmp_path / "cpu")}
-    assert "throughput" in names and "images_per_joule" not in names  # no energy read: no chart
-
-
-def test_memory_scatter_plots_the_results(results):
-    fig = memory_vs_params(results)
-    assert [ax.get_title() for ax in fig.axes] == ["32×32 px", "64×64 px"]
-    for ax, size in zip(fig.axes, (32, 64)):
-        here = [r for r in results if r.ok and r.settings.image_size == size]
-        expected = sorted((r.params_total / 1e6, r.memory.peak_train_bytes / GIB) for r in here)
-        offsets = sorted((float(x), float(y)) for coll in ax.collections for x, y in coll.get_offsets())
-        assert [v for p in offsets for v in p] == pytest.approx([v for p in expected for v in p])
-        labels = {t.get_text(): tuple(t.xy) for t in ax.texts}
-        for r in here:  # WaveMix-128/7 was measured on two devices: its labels name the device
-            key = f"{r.model_name} [{r.environment.device_name}]" if r.model_name == "WaveMix-128/7" else r.model_name
-            assert labels[key] == pytest.approx((r.params_total / 1e6, r.memory.peak_train_bytes / GIB))
-        assert len(labels) == len(here)
-        assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
-    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
-    assert legend == ["convolutional", "token mixer", "transformer", "WaveMix", "WaveMix (CPU estimate)"]
-    series = {c.get_label(): c for c in fig.axes[0].collections}
-    assert len(series["WaveMix (CPU estimate)"].get_facecolor()) == 0  # hollow: an estimate
-    assert len(series["WaveMix"].get_facecolor()) == 1
-    assert (series["WaveMix"].get_edgecolor() == series["WaveMix (CPU estimate)"].get_edgecolor()).all()
-    assert len({tuple(c.get_edgecolor()[0]) for c in series.values()}) == 4  # one colour per family
-
-
-def bars(ax):
-    """{(series label, bar gid): height} for every bar of an axes."""
-    return {(c.get_label(), p.get_gid()): p.get_height() for c in ax.containers for p in c.patches}
-
-
-def test_throughput_bars_plot_the_results(on_h100):
-    fig = throughput(on_h100)
-    train, infer = fig.axes
-    for ax, field in ((train, "train_images_per_s"), (infer, "infer_images_per_s")):
-        expected = {(f"{r.settings.image_size}×{r.settings.image_size} px", r.model_name):
-                    getattr(r.throughput, field) for r in on_h100 if r.ok}
-        assert bars(ax) == expected
-
-
-def test_max_batch_bars_plot_the_results(results):
-    fig = max_batch(results)
-    assert "16.0 GiB budget" in fig.get_suptitle() and "predicted" in fig.get_suptitle()
-    ax32 = fig.axes[0]
-    got = bars(ax32)
-    assert got[("train", f"WaveMix-128/7 [{CPU}]")] == 832 and got[("inference", "CCT-128/4x4")] == 352
-    hatched = {p.get_gid() for c in ax32.containers for p in c.patches if p.get_hatch()}
-    assert hatched == {f"WaveMix-128/7 [{CPU}]"}
-    assert ("train", "ResNet-18") not in bars(fig.axes[1])  # skipped at 64 px: no bar, no crash
-
-
-def test_paper_vs_measured_bars_are_the_ratios(results):
-    fig = paper_vs_measured(results)
-    ax = fig.axes[0]
-    heights = {p.get_gid(): p.get_height() for p in ax.patches}
-    comparisons = compare_with_paper(results)
-    assert len(heights) == len(comparisons)
-    several = {"WaveMix-128/7"}
-    for c in comparisons:
-        key = c.model + (f" [{c.device_name}]" if c.model in several else "")
-        assert heights[f"{key}|{c.metric}|{c.image_size}|{c.table}"] == pytest.approx(c.ratio)
-    assert any(list(line.get_ydata()) == [1.0, 1.0] for line in ax.get_lines())
+# Chart contents: tests/test_charts.py
 
 
 # --- MFU and energy -----------------------------------------------------------------------------
@@ -353,28 +344,6 @@ def test_csv_carries_mfu_and_energy_with_units_in_the_names(results):
     assert cpu["energy_note"].startswith("no RAPL energy counters")
 
 
-def test_throughput_chart_writes_mfu_over_gpu_bars_only(results):
-    fig = throughput(results)
-    train = fig.axes[0]
-    notes = {t.get_gid(): t.get_text() for t in train.texts}
-    assert notes["32×32 px|ResNet-18"] == "3.3%" and notes["64×64 px|WaveMix-256/7"] == "2.1%"
-    assert not any(CPU in gid for gid in notes)  # the CPU row has a bar but no MFU
-    assert ("32×32 px", f"WaveMix-128/7 [{CPU}]") in bars(train)
-    assert "MFU" in fig.get_suptitle()
-
-
-def test_images_per_joule_bars_are_the_inverse_of_joules_per_image(results):
-    fig = images_per_joule(results)
-    train, infer = fig.axes
-    for ax, mode in ((train, "train"), (infer, "infer")):
-        expected = {(f"{r.settings.image_size}×{r.settings.image_size} px", r.model_name):
-                    1 / getattr(r.throughput, f"{mode}_joules_per_image")
-                    for r in results if r.ok and r.environment.device_name == H100}
-        assert bars(ax) == pytest.approx(expected)
-    assert "NVML" in fig.get_suptitle()
-    assert images_per_joule([r for r in results if r.environment and r.environment.device_name == CPU]) is None
-
-
 def test_records_written_before_mfu_and_energy_still_read_and_render():
     line = json.loads(FIXTURE.read_text(encoding="utf-8").splitlines()[0])
     for key in ("train_mfu", "infer_mfu", "train_joules_per_image", "infer_joules_per_image", "train_watts",
@@ -414,15 +383,6 @@ def test_renderers_never_import_torch():
             "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch'))\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-
-
-if __name__ == "__main__":
-    if sys.argv[1:] != ["--regen"]:
-        sys.exit("usage: python tests/test_render.py --regen   (rewrites tests/golden/ from the fixture)")
-    for path, text in rendered().items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-        print(f"wrote {path}")
 
 
 def test_a_cpu_run_with_a_cuda_build_of_torch_says_no_gpu_was_used():

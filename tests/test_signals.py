@@ -54,3 +54,18 @@ def test_sigkill_of_the_parent_takes_the_child_along(tmp_path):
     proc.kill()
     proc.communicate(timeout=60)
     assert gone_within(child, 10), "the measuring child outlived its SIGKILLed parent"
+
+
+def parent_of(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as fh:
+        return int(fh.read().rsplit(")", 1)[1].split()[1])
+
+
+@pytest.mark.parametrize("stop", ["sigkill", "sigterm"])
+def test_the_fork_server_goes_with_the_run(tmp_path, stop):
+    proc, child, _ = start_sleeper(tmp_path)
+    server = parent_of(child)
+    assert server != proc.pid and parent_of(server) == proc.pid, "the child was forked by the run's fork server"
+    proc.kill() if stop == "sigkill" else proc.terminate()
+    proc.communicate(timeout=60)
+    assert gone_within(child, 10) and gone_within(server, 10), "the fork server outlived its run"

@@ -10,7 +10,7 @@ import sys
 import threading
 
 from . import __version__
-from .results import CPU_QUICK_TIMING, INFERENCE_MODES
+from .results import CPU_QUICK_TIMING, INFERENCE_MODES, Settings
 
 RAW = argparse.RawDescriptionHelpFormatter
 
@@ -37,8 +37,29 @@ def _at_least_one(what: str):
     return parse
 
 
+def _at_least_zero(what: str):
+    """An argparse type: an integer >= 0, errors naming `what`."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what} {text!r} is not an integer") from None
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"{what} {text!r} must be >= 0")
+        return value
+    return parse
+
+
 _positive_int = _at_least_one("value")
 _image_size = _at_least_one("image size")
+
+
+def _folder(text: str) -> str:
+    """An output folder: anything but an existing file."""
+    import os
+    if os.path.exists(text) and not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is a file; give a folder")
+    return text
 
 
 def _seconds(text: str) -> float:
@@ -59,22 +80,58 @@ def _add_timeout(p: argparse.ArgumentParser) -> None:
                         f"is killed and the row says so (default {DEFAULT_TIMEOUT_S:g}; 0: no limit)")
 
 
-def _add_measure_options(p: argparse.ArgumentParser, *, single_size: bool, max_batch: bool = True) -> None:
+def _add_script_options(p: argparse.ArgumentParser) -> None:
+    """--json and --quiet: what a script reads on stdout, and how much a person sees on stderr."""
+    p.add_argument("--json", action="store_true",
+                   help="print the results as JSON on stdout (the records the store keeps); tables and progress "
+                        "go to stderr")
+    p.add_argument("--quiet", action="store_true", help="no progress and no tables; errors only (and --json's output)")
+
+
+def _add_timing_options(p: argparse.ArgumentParser) -> None:
+    """How images/s are timed; the CPU's quick preset (results.CPU_QUICK_TIMING) unless --full or set here."""
+    quick = CPU_QUICK_TIMING
+    p.add_argument("--warmup", type=_at_least_zero("--warmup"), default=None, metavar="N",
+                   help=f"untimed steps before timing (default {Settings.warmup_steps}; "
+                        f"{quick['warmup_steps']} on CPU without --full)")
+    p.add_argument("--iterations", type=_at_least_one("--iterations"), default=None, metavar="N",
+                   help=f"steps per timed block, the fewest when blocks have a minimum time (default "
+                        f"{Settings.timed_iterations}; {quick['timed_iterations']} on CPU without --full)")
+    p.add_argument("--repeats", type=_at_least_one("--repeats"), default=None, metavar="N",
+                   help=f"timed blocks; images/s is their median and ± their spread (default {Settings.repeats}; "
+                        f"{quick['repeats']} on CPU without --full)")
+    p.add_argument("--min-block-time", type=_seconds, default=None, metavar="SECONDS",
+                   help=f"each timed block runs as many steps as last this long (default: none; "
+                        f"{quick['min_block_s']:g} on CPU without --full; 0: exactly --iterations steps)")
+
+
+def _add_accuracy(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--accuracy", default=None, metavar="FILE.csv",
+                   help="top-1 accuracies to chart against cost beside the paper's: CSV columns model, dataset, "
+                        "top1 (percent), optionally image_size (px; default the paper's for its datasets)")
+
+
+def _add_measure_options(p: argparse.ArgumentParser, *, single_size: bool, max_batch: bool = True,
+                         default_sizes: tuple[int, ...] = (32, 64)) -> None:
     """The options of a measurement; `max_batch` False leaves out those only the max-batch search reads."""
     if single_size:
         p.add_argument("--image-size", type=_image_size, default=32, help="square input size in pixels (default 32)")
     else:
-        p.add_argument("--image-sizes", type=_image_size, nargs="+", default=[32, 64],
-                       help="square input sizes in pixels (default: 32 64, as the paper)")
+        p.add_argument("--image-sizes", type=_image_size, nargs="+", default=list(default_sizes),
+                       help=f"square input sizes in pixels (default: {' '.join(map(str, default_sizes))}"
+                            + (", as the paper)" if default_sizes == (32, 64) else ")"))
     p.add_argument("--batch-size", type=_positive_int, default=64,
                    help="batch for peak memory (and throughput on CUDA); default 64, as the paper")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when present, else cpu)")
+    p.add_argument("--threads", type=_at_least_one("--threads"), default=None, metavar="N",
+                   help="CPU threads of the measuring process (torch.set_num_threads; default: torch's, one per core)")
     p.add_argument("--amp", default="fp16", choices=("fp16", "bf16", "off"),
                    help="autocast precision of the training step (default fp16 with GradScaler, as the paper)")
     if max_batch:
         p.add_argument("--memory-budget", default=None, metavar="SIZE",
-                       help="max-batch budget, e.g. 16GiB (GiB, GB, MiB, MB); default: the whole GPU, or 16GiB "
-                            "predicted on CPU")
+                       help="max-batch budget, e.g. 16GiB: GiB and MiB are powers of 2 (what the tables print), "
+                            "GB and MB powers of 10 (8GB = 7.45GiB); default: the whole GPU, or 16GiB (the paper's "
+                            "'16 GB' V100) predicted on CPU")
         p.add_argument("--multiple-of", type=_positive_int, default=1, help="max batch must be a multiple of N")
     p.add_argument("--inference", default=None, choices=INFERENCE_MODES,
                    help="how inference runs: inference_mode (default; nothing kept for backward) or autograd "
@@ -86,6 +143,19 @@ def _add_measure_options(p: argparse.ArgumentParser, *, single_size: bool, max_b
     p.add_argument("--channels-last", action="store_true", help="channels_last memory format")
     p.add_argument("--compile", action="store_true", help="torch.compile the model before timing")
     p.add_argument("--num-classes", type=_positive_int, default=100, help="classifier outputs (default 100, CIFAR-100)")
+
+
+def _add_scale_out(p: argparse.ArgumentParser) -> None:
+    """compare on several devices of this node, or on a Ray cluster (README: Scaling out)."""
+    p.add_argument("--devices", nargs="+", default=None, metavar="DEVICE",
+                   help="measure on these GPUs in parallel, one measuring process per GPU at a time: cuda:0 cuda:1 "
+                        "..., or all; `cpu cpu` gives two CPU slots (only with --skip throughput)")
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="run each measurement as a Ray task: on the cluster at ADDRESS, `auto` for the one the "
+                        "environment names (RAY_ADDRESS), or without ADDRESS a local cluster started for the run "
+                        "(needs pip install 'wavemix-profile[ray]')")
+    p.add_argument("--gpu-types", nargs="+", default=None, metavar="TYPE",
+                   help="with --ray, measure every model on each of these Ray accelerator types (H100 A100 V100 ...)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,7 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="examples:\n  wavemix-profile compare\n"
                               "  wavemix-profile compare --models 'WaveMix-*' ResNet-18 --image-sizes 32 "
                               "--memory-budget 16GiB --out reports/mine\n"
-                              "  wavemix-profile compare --models torchvision:resnet50 timm:convnext_atto --skip throughput",
+                              "  wavemix-profile compare --models torchvision:resnet50 timm:convnext_atto --skip throughput\n"
+                              "  wavemix-profile compare --devices all --resume          # every GPU of this node\n"
+                              "  wavemix-profile compare --ray auto --gpu-types H100 A100  # each GPU kind of a Ray cluster",
                        formatter_class=RAW)
     p.add_argument("--models", nargs="+", default=None, metavar="NAME",
                    help="registry names, globs ('WaveMix-*'), torchvision:NAME, timm:NAME, python:MODULE:FACTORY or "
@@ -117,12 +189,34 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"batch for images/s (default: --batch-size on CUDA, "
                         f"{CPU_QUICK_TIMING['throughput_batch_size']} on CPU without --full)")
     p.add_argument("--full", action="store_true", help="on CPU, time as many iterations as on CUDA (slow)")
+    _add_timing_options(p)
+    _add_script_options(p)
     p.add_argument("--out", default=None, metavar="DIR", help="output folder (default reports/<device-slug>/)")
     p.add_argument("--resume", action="store_true",
                    help="skip measurements already in DIR/results.jsonl; stored errors are measured again")
     p.add_argument("--keep-errors", action="store_true", help="with --resume, skip stored errors too")
+    _add_accuracy(p)
     _add_timeout(p)
+    _add_scale_out(p)
     p.set_defaults(func=lambda a: _run("compare", "run_compare", a))
+
+    from .commands.scale import SCALE_MODELS, SCALE_SIZES
+    p = sub.add_parser("scale", help="cost against image size: MACs, peak training memory and max training batch, "
+                                     "log-log with fitted exponents",
+                       epilog="examples:\n  wavemix-profile scale\n"
+                              "  wavemix-profile scale --models 'WaveMix-*' ResNet-18 --image-sizes 32 64 128 "
+                              "--out reports/mine/scale --resume",
+                       formatter_class=RAW)
+    p.add_argument("--models", nargs="+", default=list(SCALE_MODELS), metavar="NAME",
+                   help="registry names, globs or torchvision:/timm:/python: specs (default: "
+                        f"{' '.join(SCALE_MODELS)})")
+    _add_measure_options(p, single_size=False, default_sizes=SCALE_SIZES)
+    p.add_argument("--out", default=None, metavar="DIR", help="output folder (default reports/<device-slug>/scale/)")
+    p.add_argument("--resume", action="store_true",
+                   help="skip measurements already in DIR/results.jsonl; stored errors are measured again")
+    p.add_argument("--keep-errors", action="store_true", help="with --resume, skip stored errors too")
+    _add_timeout(p)
+    p.set_defaults(func=lambda a: _run("scale", "run_scale", a))
 
     p = sub.add_parser("max-batch", help="the largest batch that trains or infers within a memory budget",
                        epilog="examples:\n  wavemix-profile max-batch WaveMix-256/7 --memory-budget 16GiB\n"
@@ -132,6 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", default="both", choices=("train", "infer", "both"),
                    help="search the largest training batch, inference batch, or both (default both)")
     _add_measure_options(p, single_size=True)
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="also append the result to DIR/results.jsonl, the store compare and report use")
+    _add_script_options(p)
     _add_timeout(p)
     p.set_defaults(func=lambda a: _run("max_batch", "run_max_batch", a))
 
@@ -140,6 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="registry name or torchvision:/timm:/python: spec")
     _add_measure_options(p, single_size=True, max_batch=False)
     p.add_argument("--depth", type=_positive_int, default=2, help="module nesting depth shown (default 2)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="also write the profile to DIR/profile-MODEL-SIZEpx.json (and .md)")
+    p.add_argument("--timeline", type=_folder, default=None, metavar="DIR",
+                   help="also write a memory timeline of one training step to DIR/timeline-MODEL-SIZEpx.png, .svg "
+                        "and .json (on CUDA also .pickle, the allocator's history for https://pytorch.org/memory_viz)")
+    _add_script_options(p)
     p.set_defaults(func=lambda a: _run("profile", "run_profile", a))
 
     p = sub.add_parser("validate", help="check every CUDA path on this GPU and write the reference reports",
@@ -173,6 +276,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("stores", nargs="+", metavar="RESULTS.jsonl")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="where to write report.md, results.csv and charts (default: the first store's folder)")
+    p.add_argument("--reference", default=None, metavar="DEVICE",
+                   help="with results from several devices, the device cross_device.md divides by: its device "
+                        "name, host, or 'NAME (HOST)' label (default: the first device in the stores)")
+    _add_accuracy(p)
     p.set_defaults(func=lambda a: _run("report", "run_report", a))
     return parser
 

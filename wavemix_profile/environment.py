@@ -52,6 +52,7 @@ def collect_environment(device: torch.device) -> Environment:
         cpu_threads=torch.get_num_threads(),
         cudnn_benchmark=bool(torch.backends.cudnn.benchmark) if cuda else None,
         tf32_matmul=bool(torch.backends.cuda.matmul.allow_tf32) if cuda else None,
+        host=platform.node() or None,
     )
 
 

@@ -24,6 +24,7 @@ Conventions (also in `CONVENTION`, stored with every count):
 """
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from collections import Counter
@@ -214,7 +215,7 @@ ZERO_COST_OPS: frozenset = frozenset(_ops("""
     empty empty_like empty_strided new_empty new_empty_strided zeros zeros_like new_zeros ones
     ones_like new_ones full full_like new_full fill zero scalar_tensor arange linspace eye
     rand randn randint normal uniform set_ resize_
-"""))
+""")) | {torch.ops.prim.device}  # asked of fake tensors (count_flops on_fakes=True): a query, no arithmetic
 
 
 # --- the result -------------------------------------------------------------------------------
@@ -329,8 +330,50 @@ def _loss_backward(output) -> None:
         reduce(torch.add, sums).backward()
 
 
+def _fake_copy(model: nn.Module, inputs: torch.Tensor, mode) -> tuple[nn.Module, torch.Tensor]:
+    """A copy of the model whose parameters and buffers are fake tensors of the same shapes, dtypes and
+    ties (no weight is copied), and a fake copy of the inputs."""
+    memo: dict = {}
+    for p in model.parameters():
+        memo[id(p)] = nn.Parameter(mode.from_tensor(p.detach()), requires_grad=p.requires_grad)
+    for b in model.buffers():
+        memo[id(b)] = mode.from_tensor(b)
+    fake_inputs = mode.from_tensor(inputs)
+    if inputs.requires_grad:
+        fake_inputs.requires_grad_(True)
+    return copy.deepcopy(model, memo), fake_inputs
+
+
+def _tallies(model: nn.Module, inputs: torch.Tensor, train: bool) -> tuple[_Tally, Optional[_Tally]]:
+    """The forward's tally and (train) the scalar loss backward's, the model left as it was."""
+    with _state_kept(model, inputs):
+        if train:
+            model.train()
+            with torch.enable_grad():
+                output, forward = _tally(lambda: model(inputs))
+                _, backward = _tally(lambda: _loss_backward(output))
+            return forward, backward
+        model.eval()
+        with torch.no_grad():
+            _, forward = _tally(lambda: model(inputs))
+        return forward, None
+
+
+def _fake_tallies(model: nn.Module, inputs: torch.Tensor, train: bool) -> Optional[tuple[_Tally, Optional[_Tally]]]:
+    """_tallies run on fake tensors (FakeTensorMode: shapes and dtypes, no arithmetic), or None where the
+    model cannot run on them (an op that reads values, a module that cannot be copied)."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    try:
+        mode = FakeTensorMode(allow_non_fake_inputs=True)  # tensors kept as plain attributes join in
+        fake_model, fake_inputs = _fake_copy(model, inputs, mode)
+        with mode:
+            return _tallies(fake_model, fake_inputs, train)
+    except Exception:  # noqa: BLE001 - the count on real tensors says what is wrong, if anything is
+        return None
+
+
 def count_flops(model: nn.Module, inputs: torch.Tensor, *, train: bool = True, strict: bool = False,
-                with_fvcore: bool = True) -> FlopCount:
+                with_fvcore: bool = True, on_fakes: bool = False) -> FlopCount:
     """Count one forward pass and (train=True) one training step of `model` on `inputs`.
 
     train=True runs the model in train() mode, counts its forward, then counts the backward of
@@ -340,20 +383,13 @@ def count_flops(model: nn.Module, inputs: torch.Tensor, *, train: bool = True, s
     batch totals divided by inputs.shape[0] (rounded). Units and conventions: see FlopCount and
     CONVENTION. strict=True raises ValueError naming any aten op that ran without a formula.
     with_fvcore=True also runs fvcore's FlopCountAnalysis (eval mode) for comparison.
+    on_fakes=True counts on a copy of the model and inputs made of fake tensors: the same ops on the
+    same shapes without their arithmetic, so the same count in a fraction of the time; a model that
+    cannot run on them (one that reads values) is counted on the real ones. fvcore always traces
+    the real model.
     """
     batch = inputs.shape[0]
-    with _state_kept(model, inputs):
-        if train:
-            model.train()
-            with torch.enable_grad():
-                output, forward = _tally(lambda: model(inputs))
-                _, backward = _tally(lambda: _loss_backward(output))
-            del output
-        else:
-            model.eval()
-            with torch.no_grad():
-                _, forward = _tally(lambda: model(inputs))
-            backward = None
+    forward, backward = (on_fakes and _fake_tallies(model, inputs, train)) or _tallies(model, inputs, train)
     ran_uncounted = forward.uncounted_ops | (backward.uncounted_ops if backward else frozenset())
     uncounted = tuple(sorted(str(op) for op in ran_uncounted))
     if strict and uncounted:
@@ -379,18 +415,24 @@ def count_flops(model: nn.Module, inputs: torch.Tensor, *, train: bool = True, s
     )
 
 
-def _fvcore_count(model: nn.Module, inputs: torch.Tensor
-                  ) -> tuple[Optional[int], tuple[str, ...], Optional[str]]:
-    """fvcore's total (one multiply-add = one 'flop'), its unsupported ops, or why it failed."""
+def import_fvcore():
+    """fvcore.nn, or an ImportError that says how to do without it."""
     try:
         with warnings.catch_warnings():
             # fvcore.nn jit-scripts a loss function at import; the deprecation is fvcore's to fix.
             warnings.filterwarnings("ignore", message=".*torch.jit.script.* is deprecated",
                                     category=FutureWarning)
-            from fvcore.nn import FlopCountAnalysis
+            import fvcore.nn
     except ImportError as err:
         raise ImportError("with_fvcore=True needs fvcore (pip install 'fvcore>=0.1.5'); "
                           "pass with_fvcore=False to count without it") from err
+    return fvcore.nn
+
+
+def _fvcore_count(model: nn.Module, inputs: torch.Tensor
+                  ) -> tuple[Optional[int], tuple[str, ...], Optional[str]]:
+    """fvcore's total (one multiply-add = one 'flop'), its unsupported ops, or why it failed."""
+    FlopCountAnalysis = import_fvcore().FlopCountAnalysis
     with _state_kept(model, inputs), torch.no_grad():
         model.eval()
         analysis = FlopCountAnalysis(model, inputs)

@@ -16,6 +16,10 @@ prints can be taken for one. Every request gets exactly one Result:
 Children run in a session of their own and die with the parent: on Ctrl-C, SIGTERM or the
 caller giving up the parent kills the child's process group, and if the parent is SIGKILLed the
 child sees its lifeline pipe close and kills its own group (worker.py). No temporary files are made.
+
+On Linux the children are forked by a fork server (forkserver.py) that has torch and the measuring
+code imported, so a child starts in milliseconds instead of seconds; FORK_SERVER_ENV=0, or a server
+that cannot start, gives each child a fresh interpreter instead.
 """
 from __future__ import annotations
 
@@ -26,8 +30,9 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Callable, Iterator, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence, Union
 
+from .forkserver import Forked, fork_child
 from .protocol import Event, Finished, ProtocolError, Started, decode
 from .results import Result, Settings, to_dict
 
@@ -73,28 +78,34 @@ class _Tail:
         return lines[-1][:300] if lines else ""
 
 
-def _spawn(requests: list[Settings]) -> tuple[subprocess.Popen, int, int, int]:
+Child = Union[subprocess.Popen, Forked]
+
+
+def _spawn(requests: list[Settings]) -> tuple[Child, int, int, int]:
     """The child, with the read ends of its channel and output and the write end of its lifeline."""
     channel_r, channel_w = os.pipe()
     lifeline_r, lifeline_w = os.pipe()
     output_r, output_w = os.pipe()
+    stdin_r, stdin_w = os.pipe()
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "wavemix_profile.worker", str(channel_w), str(lifeline_r)],
-                                stdin=subprocess.PIPE, stdout=output_w, stderr=subprocess.STDOUT,
-                                pass_fds=(channel_w, lifeline_r), start_new_session=True)
+        proc = fork_child(stdin=stdin_r, output=output_w, channel=channel_w, lifeline=lifeline_r)
+        if proc is None:
+            proc = subprocess.Popen([sys.executable, "-m", "wavemix_profile.worker", str(channel_w), str(lifeline_r)],
+                                    stdin=stdin_r, stdout=output_w, stderr=subprocess.STDOUT,
+                                    pass_fds=(channel_w, lifeline_r), start_new_session=True)
     except BaseException:
-        for fd in (channel_r, lifeline_w, output_r):
+        for fd in (channel_r, lifeline_w, output_r, stdin_w):
             os.close(fd)
         raise
     finally:
-        for fd in (channel_w, lifeline_r, output_w):
+        for fd in (channel_w, lifeline_r, output_w, stdin_r):
             os.close(fd)
-    with proc.stdin:
-        proc.stdin.write(json.dumps([to_dict(s) for s in requests]).encode())
+    with open(stdin_w, "wb") as stdin:
+        stdin.write(json.dumps([to_dict(s) for s in requests]).encode())
     return proc, channel_r, output_r, lifeline_w
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
+def _kill_group(proc: Child) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)  # its own session: the group id is its pid
     except (ProcessLookupError, PermissionError):
@@ -171,5 +182,6 @@ def _one_child(requests: list[Settings], on_event: OnEvent | None, timeout_s: Op
             yield error_result(settings, "measuring process exited 0 without a result" + printed, elapsed)
     else:
         code = proc.returncode
-        cause = f"killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
+        cause = ("ended; its exit status was lost with the fork server" if code is None else
+                 f"killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}")
         yield error_result(requests[landed], f"measuring process {cause}{printed}", elapsed)

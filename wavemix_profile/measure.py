@@ -54,6 +54,13 @@ def validate(settings: Settings, source: ModelSource | None = None) -> ModelSour
         raise BadInputError(f"image size must be a positive integer (pixels), got {settings.image_size!r}")
     if settings.num_classes < 1:
         raise BadInputError(f"num_classes must be >= 1, got {settings.num_classes!r}")
+    if settings.threads is not None and (not isinstance(settings.threads, int) or settings.threads < 1):
+        raise BadInputError(f"--threads must be an integer >= 1, got {settings.threads!r}")
+    if settings.min_block_s is not None and not 0 < settings.min_block_s < float("inf"):
+        raise BadInputError(f"minimum timed block must be a finite number of seconds > 0, got {settings.min_block_s!r}")
+    if min(settings.warmup_steps, settings.timed_iterations - 1, settings.repeats - 1) < 0:
+        raise BadInputError(f"timing needs --warmup >= 0, --iterations >= 1 and --repeats >= 1, got "
+                            f"{settings.warmup_steps}, {settings.timed_iterations} and {settings.repeats}")
     bad_modes = sorted(set(settings.max_batch_modes) - {"train", "infer"})
     if bad_modes:
         raise BadInputError(f"unknown max-batch mode {bad_modes[0]!r}; accepted: train, infer, both")
@@ -108,6 +115,8 @@ def measure(settings: Settings, *, on_event: Callable[[Event], None] | None = No
     stages' figures kept."""
     source = validate(settings, source)
     device = parse_device(settings.device)
+    if settings.threads:  # before any work, so every stage and the timed blocks use them
+        torch.set_num_threads(settings.threads)
     began = time.perf_counter()
     on_event = on_event or (lambda event: None)
 
@@ -152,7 +161,8 @@ def measure(settings: Settings, *, on_event: Callable[[Event], None] | None = No
     if "flops" not in settings.skip:
         def flops(built=model) -> None:
             from .flops import count_flops
-            count = count_flops(built, torch.randn(2, 3, settings.image_size, settings.image_size))
+            # ours on fake tensors (the same count without the arithmetic), fvcore's on real ones
+            count = count_flops(built, torch.randn(2, 3, settings.image_size, settings.image_size), on_fakes=True)
             fields["flops"] = FlopsResult(**{f: getattr(count, f) for f in FlopsResult.__dataclass_fields__})
         attempt("flops", flops)
         del flops
@@ -235,7 +245,7 @@ def _throughput(build, config: StepConfig, settings: Settings, flops: FlopsResul
     from .training import timed_precision
     timing = TimingSettings(batch_size=settings.throughput_batch_size or settings.batch_size,
                             warmup=settings.warmup_steps, iterations=settings.timed_iterations,
-                            repeats=settings.repeats)
+                            repeats=settings.repeats, min_block_s=settings.min_block_s)
     peak = peak_flops_per_s(device_name, timed_precision(config.amp, config.device))
     per_image = (flops.train_step_flops_per_image, flops.forward_flops_per_image) if flops else None
     return measure_throughput(TrainStep(build(), config), timing, image_size=settings.image_size,

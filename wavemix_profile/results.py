@@ -17,10 +17,13 @@ SCHEMA_VERSION = 1
 MEASUREMENTS = ("params", "flops", "memory", "max-batch", "throughput")
 INFERENCE_MODES = ("inference_mode", "autograd")
 # Settings fields of the CPU's quick preset: it keeps `make demo` within minutes on two cores with a
-# few short timed blocks on a small batch (memory and max batch are CPU estimates either way).
-CPU_QUICK_TIMING = {"throughput_batch_size": 2, "warmup_steps": 1, "timed_iterations": 1, "repeats": 3}
+# small batch (memory and max batch are CPU estimates either way), timed in 5 blocks that each last
+# at least 50 ms (as many steps as that takes), so a fast model is not timed by one clock tick and
+# the spread across blocks says how far a figure can be trusted (benchmarks/cpu_timing.py).
+CPU_QUICK_TIMING = {"throughput_batch_size": 2, "warmup_steps": 1, "timed_iterations": 1, "repeats": 5,
+                    "min_block_s": 0.05}
 # Settings fields added after the store's first records: absent from the key while None.
-KEY_NEUTRAL_WHEN_NONE = ("target_gpu", "inference")
+KEY_NEUTRAL_WHEN_NONE = ("target_gpu", "inference", "min_block_s", "threads", "gpu_type")
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,12 @@ class Settings:
     # How inference runs: None or "inference_mode" (torch.inference_mode: nothing kept for backward),
     # or "autograd" (a plain forward in eval mode, recording the graph, as a script without no_grad).
     inference: Optional[str] = None
+    # Timed blocks last at least this many seconds (calls per block calibrated); None: timed_iterations.
+    min_block_s: Optional[float] = None
+    threads: Optional[int] = None   # CPU threads of the measuring process; None: torch's default
+    # The kind of GPU a Ray task asked for (Ray's accelerator type, e.g. "H100", `--gpu-types`): one
+    # measurement per kind, so it is part of the key. None: whatever GPU the device is.
+    gpu_type: Optional[str] = None
 
     def key(self) -> str:
         """Stable identity of a measurement for the store and --resume. A field added after records
@@ -75,6 +84,8 @@ class Environment:
     cpu_threads: int
     cudnn_benchmark: Optional[bool]
     tf32_matmul: Optional[bool]
+    # The machine's host name: two machines with one GPU model are two devices. None in older records.
+    host: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -162,6 +173,13 @@ class ThroughputResult:
     infer_watts: Optional[float] = None
     energy_source: Optional[str] = None   # "nvml" (GPU board) or "rapl" (CPU packages)
     energy_note: Optional[str] = None     # why energy is missing, one line
+    # Blocks calibrated to last at least min_block_s (None: `iterations` calls per block); the calls
+    # per block each mode was timed with, and every timed block's images/s.
+    min_block_s: Optional[float] = None
+    train_block_iterations: Optional[int] = None
+    infer_block_iterations: Optional[int] = None
+    train_block_images_per_s: tuple[float, ...] = ()
+    infer_block_images_per_s: tuple[float, ...] = ()
 
     @property
     def train_images_per_joule(self) -> Optional[float]:
@@ -230,6 +248,31 @@ class Result:
     @property
     def ok(self) -> bool:
         return self.error is None
+
+
+@dataclass(frozen=True)
+class ModuleRow:
+    """One module of `profile`'s breakdown, in the model's own order, to the depth asked for."""
+
+    path: str                       # "" for the whole model, "blocks.0.mlp" below it
+    type_name: str                  # the module's class, e.g. "Conv2d"
+    output_shape: Optional[tuple[int, ...]]   # one image's output, batch left out; None: not a tensor
+    params: int                     # parameters of the module and everything under it
+    forward_macs_per_image: int     # multiply-adds of one image's forward pass (1 MAC = 2 FLOPs)
+
+
+@dataclass(frozen=True)
+class ModuleProfile:
+    """`wavemix-profile profile`: one model in depth, at one image size."""
+
+    settings: Settings
+    model_name: str
+    depth: int
+    modules: tuple[ModuleRow, ...]
+    memory: Optional[MemoryResult] = None
+    environment: Optional[Environment] = None
+    command: Optional[str] = None
+    schema_version: int = SCHEMA_VERSION
 
 
 def to_dict(obj: Any) -> Any:
@@ -338,3 +381,10 @@ def settings_from_dict(data: Any) -> Settings:
 
 def result_to_json(result: Result) -> str:
     return json.dumps(to_dict(result), sort_keys=True, separators=(",", ":"))
+
+
+def profile_from_dict(data: Any) -> ModuleProfile:
+    """Inverse of to_dict for `profile`'s ModuleProfile (its --out JSON file), checked the same way."""
+    if not isinstance(data, dict):
+        raise SchemaError(f"profile: expected object (ModuleProfile), got {_kind(data)}")
+    return _from(ModuleProfile, data, "")

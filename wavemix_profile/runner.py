@@ -4,11 +4,16 @@ Concurrent runs over one store cooperate: a run claims each measurement in the s
 starts it (Store.try_claim; the OS drops a claim when its process dies), and leaves the ones
 another run holds until last. It then waits for that run to finish them and, with resume, takes
 its results instead of measuring them again.
+
+Where the measurements run is an Executor: one child at a time here (Sequential, the default),
+one per device of this node (devices.py) or Ray tasks (ray_runner.py). Whichever it is, only this
+module claims, appends and releases, in the calling thread.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Iterable, Optional
+from collections import deque
+from typing import Callable, Iterable, Iterator, Optional, Protocol
 
 from .errors import Interrupted
 from .isolation import DEFAULT_TIMEOUT_S, iter_isolated
@@ -18,19 +23,88 @@ from .results import Result, Settings
 from .store import Store
 
 
+POLL_S = 1.0  # how often a parallel run looks again at measurements another run holds
+
+
+class Executor(Protocol):
+    """Where claimed measurements run: in this thread (Sequential), on several devices of this node
+    (devices.DevicePool) or on a Ray cluster (ray_runner.RayExecutor). The runner alone claims,
+    appends to the store and releases, so resume and concurrent runs work the same on each."""
+
+    def groups(self, requests: list[Settings]) -> list[list[Settings]]:
+        """The requests batched as they will run: each group is submitted as one."""
+
+    def free(self) -> int:
+        """How many groups may be submitted now."""
+
+    def busy(self) -> bool:
+        """Whether any submitted measurement has not landed yet."""
+
+    def submit(self, group: list[Settings], on_event: Callable[[Settings, Event], None] | None) -> None:
+        """Start measuring `group`; its Results come out of next_result, each exactly once."""
+
+    def next_result(self, timeout_s: Optional[float]) -> Optional[Result]:
+        """The next Result to land, from any group; None when none landed within timeout_s (None: wait)
+        or a group finished without one."""
+
+    def close(self) -> None:
+        """Stop whatever is in flight (Ctrl-C, an error); nothing is returned after this."""
+
+    # Optional: `validate(settings)`, raising for a request that cannot run, in place of
+    # measure.validate when the devices are not this machine's (ray_runner.RayExecutor).
+
+
+class Sequential:
+    """One model's child process at a time, in this thread: the one-device run."""
+
+    def __init__(self, timeout_s: Optional[float] = DEFAULT_TIMEOUT_S):
+        self.timeout_s = timeout_s
+        self._running: Optional[Iterator[Result]] = None
+
+    def groups(self, requests: list[Settings]) -> list[list[Settings]]:
+        return by_model(requests)
+
+    def free(self) -> int:
+        return 0 if self._running else 1
+
+    def busy(self) -> bool:
+        return self._running is not None
+
+    def submit(self, group, on_event) -> None:
+        forward = (lambda index, event: on_event(group[index], event)) if on_event else None
+        self._running = iter_isolated(group, on_event=forward, timeout_s=self.timeout_s)
+
+    def next_result(self, timeout_s: Optional[float] = None) -> Optional[Result]:
+        try:
+            return next(self._running)
+        except StopIteration:  # the child has exited
+            self._running = None
+            return None
+
+    def close(self) -> None:
+        if self._running is not None:
+            self._running.close()  # kills the child, if one is left
+            self._running = None
+
+
 def run_all(requests: Iterable[Settings], store: Store, *, resume: bool = False, keep_errors: bool = False,
             timeout_s: Optional[float] = DEFAULT_TIMEOUT_S, command: Optional[str] = None,
             on_start: Callable[[Settings], None] | None = None,
             on_event: Callable[[Settings, Event], None] | None = None,
-            on_done: Callable[[Settings, Result | None], None] | None = None) -> list[Result]:
+            on_done: Callable[[Settings, Result | None], None] | None = None,
+            executor: Optional[Executor] = None) -> list[Result]:
     """Validate every request first (nothing is stored if any is bad), then measure the ones the
     store lacks (with resume) or all of them. With resume a stored error is measured again unless
-    keep_errors. `command` (the command line) is stored with each record. Returns one Result per distinct request, in request order: this run's, or with
+    keep_errors. `command` (the command line) is stored with each record. `executor` runs the
+    measurements (default: Sequential(timeout_s), one child at a time; another executor brings its
+    own time limit). Returns one Result per distinct request, in request order: this run's, or with
     resume the stored one it skipped. Ctrl-C or SIGTERM raises Interrupted."""
     requests = list({s.key(): s for s in requests}.values())
+    executor = executor or Sequential(timeout_s)
+    check = getattr(executor, "validate", validate)  # an executor whose devices are elsewhere checks there
     for settings in requests:
-        validate(settings)
-    run = _Run(store, resume, keep_errors, timeout_s, on_start, on_event, on_done, command)
+        check(settings)
+    run = _Run(store, resume, keep_errors, executor, on_start, on_event, on_done, command)
     try:
         run.all(requests)
     except KeyboardInterrupt:
@@ -39,15 +113,17 @@ def run_all(requests: Iterable[Settings], store: Store, *, resume: bool = False,
 
 
 class _Run:
-    def __init__(self, store: Store, resume: bool, keep_errors: bool, timeout_s, on_start, on_event, on_done,
-                 command: Optional[str]):
-        self.store, self.resume, self.keep_errors, self.timeout_s = store, resume, keep_errors, timeout_s
+    def __init__(self, store: Store, resume: bool, keep_errors: bool, executor: Executor, on_start, on_event,
+                 on_done, command: Optional[str]):
+        self.store, self.resume, self.keep_errors, self.executor = store, resume, keep_errors, executor
         self.command = command
         self.on_start = on_start or (lambda settings: None)
         self.on_event = on_event
         self.on_done = on_done or (lambda settings, result: None)
         self.stored: dict[str, Result] = {}
         self.fresh: dict[str, Result] = {}
+        self.claimed: set[str] = set()
+        self.after: dict[str, Settings] = {}  # a request's key -> the next of its group, measured after it
 
     def _refresh(self) -> None:
         if self.resume:  # the last readable record of a key is its answer
@@ -65,43 +141,80 @@ class _Run:
                 self.on_done(settings, None)
             else:
                 todo.append(settings)
-        waiting: list[Settings] = []
-        for group in _by_model(todo):
-            mine = [s for s in group if self.store.try_claim(s.key())]
-            waiting += [s for s in group if s not in mine]
-            self._measure(mine)
-        for group in _by_model(waiting):  # another run held these: wait for it, then use or redo its work
-            for settings in group:
-                self.store.wait_claim(settings.key())
-            self._measure(group)
-
-    def _measure(self, group: list[Settings]) -> None:
-        """Measure a claimed group of one model's requests in one child; every claim is released."""
+        queue = deque(self.executor.groups(todo))
+        waiting: list[list[Settings]] = []  # another run held these: wait for it, then use or redo its work
+        executor = self.executor
         try:
-            self._refresh()  # another run may have finished some between our read and our claim
-            for settings in [s for s in group if self._settled(s)]:
-                self.store.release(settings.key())
-                self.on_done(settings, None)
-            group = [s for s in group if not self._settled(s)]
-            if not group:
-                return
-            self.on_start(group[0])
-            on_event = (lambda index, event: self.on_event(group[index], event)) if self.on_event else None
-            for position, result in enumerate(iter_isolated(group, on_event=on_event, timeout_s=self.timeout_s)):
-                if self.command:
-                    result = dataclasses.replace(result, command=self.command)
-                self.store.append(result)
-                self.store.release(result.settings.key())
-                self.fresh[result.settings.key()] = result
-                self.on_done(result.settings, result)
-                if position + 1 < len(group):
-                    self.on_start(group[position + 1])
+            while queue or waiting or executor.busy():
+                if executor.free() and queue:
+                    group = queue.popleft()
+                    mine = [s for s in group if self._claim(s, wait=False)]
+                    if len(mine) < len(group):
+                        waiting.append([s for s in group if s not in mine])
+                    self._start(mine)
+                elif executor.free() and waiting and not executor.busy():  # nothing else to do: wait for the other run
+                    group = waiting.pop(0)
+                    for settings in group:
+                        self._claim(settings, wait=True)
+                    self._start(group)
+                elif executor.free() and waiting and any(self._claim(s, wait=False) for s in waiting[0]):
+                    group = waiting.pop(0)
+                    mine = [s for s in group if s.key() in self.claimed]
+                    if len(mine) < len(group):
+                        waiting.append([s for s in group if s not in mine])
+                    self._start(mine)
+                else:
+                    result = executor.next_result(POLL_S if waiting and executor.free() else None)
+                    if result is not None:
+                        self._record(result)
         finally:
-            for settings in group:
-                self.store.release(settings.key())
+            executor.close()
+            for key in list(self.claimed):
+                self._release(key)
+
+    def _claim(self, settings: Settings, *, wait: bool) -> bool:
+        if settings.key() in self.claimed:
+            return True
+        if wait:
+            self.store.wait_claim(settings.key())
+        elif not self.store.try_claim(settings.key()):
+            return False
+        self.claimed.add(settings.key())
+        return True
+
+    def _release(self, key: str) -> None:
+        self.store.release(key)
+        self.claimed.discard(key)
+
+    def _start(self, group: list[Settings]) -> None:
+        """Submit a claimed group, less what another run finished between our read and our claim."""
+        if not group:
+            return
+        self._refresh()
+        for settings in [s for s in group if self._settled(s)]:
+            self._release(settings.key())
+            self.on_done(settings, None)
+        group = [s for s in group if not self._settled(s)]
+        if not group:
+            return
+        self.after.update({a.key(): b for a, b in zip(group, group[1:])})
+        self.on_start(group[0])
+        self.executor.submit(group, self.on_event)
+
+    def _record(self, result: Result) -> None:
+        if self.command:
+            result = dataclasses.replace(result, command=self.command)
+        key = result.settings.key()
+        self.store.append(result)
+        self._release(key)
+        self.fresh[key] = result
+        self.on_done(result.settings, result)
+        following = self.after.pop(key, None)
+        if following is not None:
+            self.on_start(following)
 
 
-def _by_model(requests: list[Settings]) -> list[list[Settings]]:
+def by_model(requests: list[Settings]) -> list[list[Settings]]:
     """One child per model, its sizes in turn."""
     groups: dict[str, list[Settings]] = {}
     for settings in requests:

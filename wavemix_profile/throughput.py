@@ -1,9 +1,17 @@
 """Images per second for training steps and inference passes (the paper's Table 5).
 
 Warm-up iterations first (cuDNN autotuning, allocator growth, torch.compile), then `repeats`
-timed blocks of `iterations` each. CUDA blocks are timed with CUDA events (GPU time between two
-points in the stream); CPU blocks with the wall clock. Reported: the median images/s across
-blocks and their coefficient of variation (standard deviation / mean).
+timed blocks of `iterations` calls each. With `min_block_s` the calls per block are calibrated
+as torch.utils.benchmark's blocked_autorange does: as many as make one block last at least that
+long (counted in an untimed first block), so that a fast model is not timed by a clock tick and
+scheduler noise. CUDA blocks are timed
+with CUDA events (GPU time between two points in the stream); CPU blocks with the wall clock.
+Reported: the median images/s across blocks, every block's images/s, and their coefficient of
+variation (standard deviation / mean), which renderers show beside each figure.
+
+We keep this loop rather than torch.utils.benchmark.Timer: the energy meter's window must cover
+the timed blocks and nothing else (Timer's calibration runs would be metered too), CUDA blocks are
+timed by events in the stream, and Timer sets its own thread count (one by default).
 
 Energy, where a counter can be read (energy.py: NVML on NVIDIA GPUs, RAPL on the CPU), is read
 from just before the first timed block to just after the last: joules per image over every timed
@@ -28,48 +36,79 @@ from .training import TrainStep, timed_precision
 class TimingSettings:
     batch_size: int
     warmup: int = 3
-    iterations: int = 10
-    repeats: int = 3
+    iterations: int = 10                 # calls per block; with min_block_s, the fewest
+    repeats: int = 3                     # timed blocks
+    min_block_s: Optional[float] = None  # calibrate calls per block so one block lasts at least this long
 
 
 @dataclass(frozen=True)
 class TimedBlocks:
     seconds: list[float]            # per block of `iterations` calls
     joules: Optional[float] = None  # over all blocks; None without an energy meter
+    iterations: int = 0             # calls per block (0: the settings' own)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _block_seconds(run: Callable[[], None], calls: int, device: torch.device) -> float:
+    if device.type == "cuda":
+        # events are recorded on the current stream of the current device: make that the timed one (cuda:N)
+        with torch.cuda.device(device):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            torch.cuda.synchronize(device)
+            start.record()
+            for _ in range(calls):
+                run()
+            end.record()
+            end.synchronize()
+        return start.elapsed_time(end) / 1e3
+    begin = time.perf_counter()
+    for _ in range(calls):
+        run()
+    return time.perf_counter() - begin
+
+
+def block_calls(run: Callable[[], None], settings: TimingSettings, device: torch.device) -> int:
+    """Calls per timed block: `iterations`, or with `min_block_s` as many calls as one untimed
+    calibration block needed to last that long (never fewer than `iterations`). Counting calls over a
+    whole block, rather than scaling one call's time, is not thrown by one slow call."""
+    if not settings.min_block_s:
+        return settings.iterations
+    calls, began = 0, time.perf_counter()
+    while calls < settings.iterations or time.perf_counter() - began < settings.min_block_s:
+        run()
+        calls += 1
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    return calls
 
 
 def time_blocks(run: Callable[[], None], settings: TimingSettings, device: torch.device,
                 meter: Optional[EnergyMeter] = None) -> TimedBlocks:
-    """Seconds per block of `iterations` calls of run(), after `warmup` calls; with a meter, the
-    joules used from just before the first block to just after the last."""
+    """Seconds per block of calls of run(), after `warmup` calls; with a meter, the joules used from
+    just before the first block to just after the last. With `min_block_s` an untimed calibration
+    block first finds the calls per block (block_calls)."""
     for _ in range(settings.warmup):
         run()
-    seconds = []
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)  # the warm-up's queued work must not land in the meter's window
+    calls = block_calls(run, settings, device)
+    _sync(device)  # the warm-up's queued work must not land in the meter's window
     if meter is not None:
         meter.start()
-    for _ in range(settings.repeats):
-        if device.type == "cuda":
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            torch.cuda.synchronize(device)
-            start.record()
-            for _ in range(settings.iterations):
-                run()
-            end.record()
-            end.synchronize()
-            seconds.append(start.elapsed_time(end) / 1e3)
-        else:
-            begin = time.perf_counter()
-            for _ in range(settings.iterations):
-                run()
-            seconds.append(time.perf_counter() - begin)
-    return TimedBlocks(seconds, meter.stop() if meter is not None else None)
+    seconds = [_block_seconds(run, calls, device) for _ in range(settings.repeats)]
+    return TimedBlocks(seconds, meter.stop() if meter is not None else None, iterations=calls)
 
 
-def images_per_s(seconds: list[float], settings: TimingSettings) -> tuple[float, float]:
+def block_rates(blocks: TimedBlocks, settings: TimingSettings) -> list[float]:
+    """Images/s of each timed block."""
+    calls = blocks.iterations or settings.iterations
+    return [settings.batch_size * calls / s for s in blocks.seconds]
+
+
+def images_per_s(rates: list[float]) -> tuple[float, float]:
     """Median images/s over blocks and the coefficient of variation of images/s."""
-    rates = [settings.batch_size * settings.iterations / s for s in seconds]
     mean = statistics.fmean(rates)
     cv = statistics.pstdev(rates) / mean if len(rates) > 1 else 0.0
     return statistics.median(rates), cv
@@ -91,7 +130,7 @@ def energy_use(blocks: TimedBlocks, settings: TimingSettings) -> EnergyUse:
     if blocks.joules <= 0:  # the counter did not tick over the window (too short for its resolution)
         return EnergyUse(note=f"the energy counter did not advance over {sum(blocks.seconds):.3g} s of timed "
                               "blocks; time more iterations")
-    images = settings.batch_size * settings.iterations * settings.repeats
+    images = settings.batch_size * (blocks.iterations or settings.iterations) * len(blocks.seconds)
     return EnergyUse(joules_per_image=blocks.joules / images, watts=blocks.joules / sum(blocks.seconds))
 
 
@@ -109,11 +148,15 @@ def measure_throughput(step: TrainStep, settings: TimingSettings, *, image_size:
     x, y = step.batch(settings.batch_size, image_size)
     runs = {"train": lambda: step.train(x, y, amp=run_amp), "infer": lambda: step.infer(x, amp=run_amp)}
     rates: dict[str, tuple[float, float]] = {}
+    per_block: dict[str, tuple[float, ...]] = {}
+    calls: dict[str, int] = {}
     used: dict[str, EnergyUse] = {}
     for mode in ("train", "infer"):
         if mode in modes:
             blocks = time_blocks(runs[mode], settings, device, meter)
-            rates[mode] = images_per_s(blocks.seconds, settings)
+            per_block[mode] = tuple(block_rates(blocks, settings))
+            rates[mode] = images_per_s(list(per_block[mode]))
+            calls[mode] = blocks.iterations
             used[mode] = energy_use(blocks, settings)
 
     def mfu(mode: str, index: int) -> float | None:
@@ -133,4 +176,7 @@ def measure_throughput(step: TrainStep, settings: TimingSettings, *, image_size:
         train_joules_per_image=used.get("train", none).joules_per_image,
         infer_joules_per_image=used.get("infer", none).joules_per_image,
         train_watts=used.get("train", none).watts, infer_watts=used.get("infer", none).watts,
-        energy_source=meter.source if meter is not None else None, energy_note=note)
+        energy_source=meter.source if meter is not None else None, energy_note=note,
+        min_block_s=settings.min_block_s, train_block_iterations=calls.get("train"),
+        infer_block_iterations=calls.get("infer"), train_block_images_per_s=per_block.get("train", ()),
+        infer_block_images_per_s=per_block.get("infer", ()))

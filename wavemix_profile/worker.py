@@ -9,6 +9,13 @@ which the parent turns into one.
 LIFELINE_FD is the read end of a pipe whose write end only the parent holds: when it reads
 end-of-file the parent is gone (SIGKILL included), and the child kills its own process group, so no
 measurement outlives the run that asked for it.
+
+`python -m wavemix_profile.worker --serve CONTROL_FD` runs the fork server (forkserver.py), whose
+children run measure_all as this process would.
+
+With TRACE_ENV set to a file name, each measuring process appends where its time went to that file:
+one JSON line per phase (start-up and imports, then each measurement stage) with its wall and CPU
+seconds. benchmarks/demo_breakdown.py reads it; nothing else does.
 """
 from __future__ import annotations
 
@@ -19,11 +26,15 @@ import sys
 import threading
 import time
 import traceback
+from typing import Optional
 
-from .protocol import Finished, Message, Started, encode
+from .protocol import Finished, Message, Stage, Started, encode
+
+TRACE_ENV = "WAVEMIX_PROFILE_TRACE"
+SERVE = "--serve"  # the first argument that makes this process the fork server
 
 
-def _die_with_parent(lifeline_fd: int) -> None:
+def die_with_parent(lifeline_fd: int) -> None:
     def watch() -> None:
         while os.read(lifeline_fd, 1024):  # the parent never writes; b"" means its end closed
             pass
@@ -32,20 +43,80 @@ def _die_with_parent(lifeline_fd: int) -> None:
     threading.Thread(target=watch, name="lifeline", daemon=True).start()
 
 
-def main(argv: list[str]) -> int:
-    channel_fd, lifeline_fd = (int(a) for a in argv)
-    _die_with_parent(lifeline_fd)
-    channel = os.fdopen(channel_fd, "wb")
-    from .results import settings_from_dict
-    requests = [settings_from_dict(item) for item in json.load(sys.stdin)]
-    from .measure import describe_failure, error_result, measure
+def _seconds_since_start() -> Optional[float]:
+    """Wall seconds since this process started (Linux /proc; None elsewhere)."""
+    try:
+        with open("/proc/self/stat") as fh:
+            ticks = int(fh.read().rsplit(")", 1)[1].split()[19])  # field 22, starttime
+        return time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, AttributeError, IndexError):
+        return None
 
+
+class Trace:
+    """Wall and CPU seconds of consecutive phases of this process, appended to the TRACE_ENV file
+    (one short JSON line per write, so processes sharing the file do not interleave)."""
+
+    def __init__(self, path: Optional[str], *, began: Optional[tuple[float, float]] = None):
+        """began: (perf_counter, process_time) when the first phase began; default now."""
+        self.path = path
+        self._wall, self._cpu = began or (time.perf_counter(), time.process_time())
+
+    @classmethod
+    def from_env(cls, began: Optional[tuple[float, float]] = None) -> "Trace":
+        return cls(os.environ.get(TRACE_ENV) or None, began=began)
+
+    def mark(self) -> None:
+        """The next phase starts now."""
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+
+    def phase(self, name: str, request=None, *, since_start: bool = False) -> None:
+        """Record the phase that ends now; since_start: it began when the process did."""
+        wall, cpu = time.perf_counter(), time.process_time()
+        if self.path:
+            took = _seconds_since_start() if since_start else None
+            record = {"pid": os.getpid(), "phase": name,
+                      "model": getattr(request, "model", None), "image_size": getattr(request, "image_size", None),
+                      "wall_s": round(took if took is not None else wall - self._wall, 4),
+                      "cpu_s": round(cpu if since_start else cpu - self._cpu, 4)}
+            with open(self.path, "a") as fh:
+                fh.write(json.dumps(record) + "\n")
+        self._wall, self._cpu = wall, cpu
+
+
+def main(argv: list[str]) -> int:
+    if argv[:1] == [SERVE]:
+        from .forkserver import serve
+        return serve(int(argv[1]))
+    channel_fd, lifeline_fd = (int(a) for a in argv)
+    die_with_parent(lifeline_fd)
+    trace = Trace.from_env()
+    import importlib
+    importlib.import_module(".measure", __package__)  # torch and the measuring code, timed as start-up
+    trace.phase("start-up and imports", since_start=True)
+    measure_all(channel_fd, trace)
+    return 0
+
+
+def measure_all(channel_fd: int, trace: Trace) -> None:
+    """Measure each request read from stdin in turn, sending its messages (Started, Stage, Probe,
+    Finished) on the channel."""
+    from .measure import describe_failure, error_result, measure
+    from .results import settings_from_dict
+    channel = os.fdopen(channel_fd, "wb")
+    requests = [settings_from_dict(item) for item in json.load(sys.stdin)]
     for index, settings in enumerate(requests):
+        stage = ["set-up"]
+
         def send(message: Message, index: int = index) -> None:
+            if isinstance(message, (Stage, Finished)):
+                trace.phase(stage[0], settings)
+                stage[0] = message.name if isinstance(message, Stage) else ""
             channel.write(encode(index, message))
             channel.flush()
 
         send(Started())
+        trace.mark()
         began = time.perf_counter()
         try:
             result = measure(settings, on_event=send)
@@ -53,7 +124,6 @@ def main(argv: list[str]) -> int:
             traceback.print_exc(file=sys.stderr)
             result = error_result(settings, describe_failure(exc), time.perf_counter() - began)
         send(Finished(result))
-    return 0
 
 
 if __name__ == "__main__":

@@ -30,6 +30,21 @@ def parse_skip(text: list[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
 
 
+# Settings field <- command-line option, for the options that say how images/s are timed.
+TIMING_OPTIONS = {"warmup_steps": "warmup", "timed_iterations": "iterations", "repeats": "repeats",
+                  "min_block_s": "min_block_time"}
+
+
+def timing_options(args) -> dict:
+    """The timing Settings fields the command line set (over the CPU's quick preset); a minimum block
+    time of 0 means none. Commands without these options set nothing."""
+    given = {field: getattr(args, option, None) for field, option in TIMING_OPTIONS.items()}
+    fields = {field: value for field, value in given.items() if value is not None}
+    if "min_block_s" in fields:
+        fields["min_block_s"] = fields["min_block_s"] or None
+    return fields
+
+
 def build_requests(args, device: str) -> list[Settings]:
     from .max_batch import parse_budget
     budget = parse_budget(args.memory_budget)
@@ -38,38 +53,50 @@ def build_requests(args, device: str) -> list[Settings]:
         budget = PAPER_BUDGET_BYTES
     if args.throughput_batch_size:
         extra["throughput_batch_size"] = args.throughput_batch_size
+    extra.update(timing_options(args))
     skip = parse_skip(args.skip or [])
     return [Settings(model=model, image_size=size, batch_size=args.batch_size, device=device,
                      amp=args.amp, channels_last=args.channels_last, compile=args.compile,
                      num_classes=args.num_classes, memory_budget_bytes=budget,
                      multiple_of=args.multiple_of, skip=skip, target_gpu=args.target_gpu,
-                     inference=args.inference, **extra)
+                     inference=args.inference, threads=args.threads, **extra)
             for model in expand_models(args.models or list(PAPER_ZOO)) for size in dict.fromkeys(args.image_sizes)]
 
 
 def run_compare(args) -> int:
-    from ..environment import collect_environment
-    from ..measure import default_device, parse_device, validate
+    from .scale_out import placement
+    with placement(args) as where:  # this device, several (--devices) or a Ray cluster (--ray)
+        return _run_compare(args, where)
+
+
+def _run_compare(args, where) -> int:
+    from ..render.cross_device import write_cross_device
     from ..runner import run_all
     from ..store import Store
     from .progress import MeasureProgress
-    from .outputs import STORE_NAME, check_output_folder, device_slug, write_outputs
+    from ..results import to_dict
+    from .outputs import (STORE_NAME, check_output_folder, human_console, print_json, read_accuracies,
+                          write_outputs)
 
-    device = args.device or default_device()
-    parse_device(device)
-    requests = build_requests(args, device)
-    out = Path(args.out) if args.out else Path("reports") / device_slug(collect_environment(parse_device(device)).device_name)
+    requests = where.expand(build_requests(args, where.device))
+    out = Path(args.out) if args.out else Path("reports") / where.folder
     for settings in requests:  # bad input is reported before the folder is touched
-        validate(settings)
+        where.validate(settings)
+    accuracies = read_accuracies(args.accuracy)
     check_output_folder(out, store=STORE_NAME)
     store = Store(out / STORE_NAME)  # appended to, never rewritten: earlier runs stay
     command = "wavemix-profile " + shlex.join(sys.argv[1:])
-    with MeasureProgress(requests) as progress:
+    console = human_console(args)
+    with MeasureProgress(requests, console=console) as progress:
         results = run_all(requests, store, resume=args.resume, keep_errors=args.keep_errors, timeout_s=args.timeout,
-                          command=command, on_start=progress.start, on_event=progress.event, on_done=progress.done)
+                          command=command, on_start=progress.start, on_event=progress.event, on_done=progress.done,
+                          executor=where.executor)
     # what was asked for, measured now or stored before; `report` renders a whole store
-    written = write_outputs(results, out, command=command)
-    print(f"wrote {', '.join(str(p) for p in written)}")
+    written = write_outputs(results, out, command=command, accuracies=accuracies, console=console)
+    written += write_cross_device(results, out, command=command)  # results from several devices: side by side
+    console.print(f"wrote {', '.join(str(p) for p in written)}")
+    if args.json:
+        print_json([to_dict(r) for r in results])
     failed = [r for r in results if not r.ok]
     if failed:
         print(f"{len(failed)} of {len(results)} measurements failed: "

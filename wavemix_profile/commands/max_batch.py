@@ -1,7 +1,11 @@
 """`wavemix-profile max-batch MODEL`: the largest batch that trains or infers within a budget."""
 from __future__ import annotations
 
-from ..render.terminal import make_console
+import dataclasses
+import shlex
+import sys
+from pathlib import Path
+
 from rich.table import Table
 
 from ..errors import BadInputError
@@ -30,9 +34,12 @@ def run_max_batch(args) -> int:
                         channels_last=args.channels_last, compile=args.compile, num_classes=args.num_classes,
                         memory_budget_bytes=parse_budget(args.memory_budget), multiple_of=args.multiple_of,
                         max_batch_modes=modes, skip=("flops", "memory", "throughput"),
-                        target_gpu=args.target_gpu, inference=args.inference)
+                        target_gpu=args.target_gpu, inference=args.inference, threads=args.threads)
     validate(settings)
-    console = make_console()
+    from .outputs import STORE_NAME, check_output_folder, human_console, print_json
+    if args.out:
+        check_output_folder(Path(args.out), store=STORE_NAME)
+    console = human_console(args)
     predicted = settings.device == "cpu"
 
     def show(event: Event) -> None:
@@ -46,6 +53,13 @@ def run_max_batch(args) -> int:
 
     console.print(f"[bold]{settings.model}[/] @ {settings.image_size} px on {settings.device}: probing")
     result = run_isolated(settings, on_event=show, timeout_s=args.timeout)
+    result = dataclasses.replace(result, command="wavemix-profile " + shlex.join(sys.argv[1:]))
+    if args.out:  # the store compare and report use: `report DIR/results.jsonl` renders it
+        from ..store import Store
+        Store(Path(args.out) / STORE_NAME).append(result)
+    if args.json:
+        from ..results import to_dict
+        print_json(to_dict(result))
     if result.error:
         raise SystemExit(f"error: {result.error}")
     console.print(max_batch_table(result))
@@ -55,11 +69,11 @@ def run_max_batch(args) -> int:
 def max_batch_table(result: Result) -> Table:
     """One row per mode searched. A prediction shows both ends of its band at the answer: the
     tensors (allocated, the CPU estimate) and what nvidia-smi would show, the end it was judged by."""
-    from ..render.columns import MISSING, UPPER, max_batch_label
+    from ..render.columns import MISSING, UPPER, format_budget, max_batch_label
     found = [r for r in (result.max_batch_train, result.max_batch_infer) if r is not None]
-    budget = found[0].budget_bytes / 2**30
+    budget = format_budget(found[0].budget_bytes)
     predicted = next((r for r in found if r.predicted), None)
-    title = f"{result.model_name} @ {result.settings.image_size} px, {budget:.1f} GiB budget"
+    title = f"{result.model_name} @ {result.settings.image_size} px, {budget} budget"
     if predicted is not None:
         title += " (predicted from CPU memory estimates" + (
             f" for {predicted.overhead_source}: the largest batch whose upper end fits the budget)"

@@ -19,23 +19,41 @@ def device_slug(name: str) -> str:
 def latest_per_key(results: Sequence[Result]) -> list[Result]:
     """One answer per measurement: the last stored wins, in the place of the first.
 
-    Records with one settings key answer the same measurement when they come from the same device,
-    or when one of them is an error with no device recorded (a measuring process that died, then
-    measured again by --resume)."""
-    def device(r: Result):
-        return r.environment.device_name if r.environment else None
+    Records with one settings key answer the same measurement when they come from the same device
+    on the same host (two machines with one GPU model are two answers), or when one of them is an
+    error with no device recorded (a measuring process that died, then measured again by --resume).
+    A record older than the host field matches any host."""
+    def same_machine(a: Result, b: Result) -> bool:
+        if a.environment is None or b.environment is None:
+            return True
+        hosts = (a.environment.host, b.environment.host)
+        return a.environment.device_name == b.environment.device_name and (None in hosts or hosts[0] == hosts[1])
 
     slots: list[Result] = []
     by_key: dict[str, list[int]] = {}
     for r in results:
-        same = [i for i in by_key.get(r.settings.key(), ())
-                if None in (device(r), device(slots[i])) or device(r) == device(slots[i])]
+        same = [i for i in by_key.get(r.settings.key(), ()) if same_machine(r, slots[i])]
         if same:
             slots[same[0]] = r
         else:
             by_key.setdefault(r.settings.key(), []).append(len(slots))
             slots.append(r)
     return slots
+
+
+def human_console(args):
+    """Where a command's tables and progress go: stdout, or stderr under --json (stdout is then the
+    JSON alone), or nowhere under --quiet. Commands without those options print to stdout."""
+    from ..render.terminal import make_console
+    return make_console(stderr=getattr(args, "json", False), quiet=getattr(args, "quiet", False))
+
+
+def print_json(data) -> None:
+    """Machine-readable output: one JSON document on stdout."""
+    import json
+    import sys
+    json.dump(data, sys.stdout, indent=1, sort_keys=True)
+    sys.stdout.write("\n")
 
 
 def check_output_folder(out: Path, *, store: str | None = None) -> None:
@@ -60,10 +78,18 @@ def check_output_folder(out: Path, *, store: str | None = None) -> None:
                             "give a writable folder (--out DIR)") from None
 
 
+def read_accuracies(path: str | None) -> list:
+    """The accuracies to chart: the paper's, with the rows of a user's --accuracy FILE.csv when given
+    (wavemix_profile.accuracy); a malformed file is a BadInputError naming its line."""
+    from ..accuracy import chart_accuracies, read_accuracy_file
+    return chart_accuracies(read_accuracy_file(path) if path else ())
+
+
 def write_outputs(results: Sequence[Result], out: Path, *, command: str, console=None,
-                  banner: str = "") -> list[Path]:
+                  banner: str = "", accuracies: Sequence | None = None) -> list[Path]:
     """Print the comparison and write results.csv, report.md (headed by `banner` when given) and the
-    charts into `out`; return their paths.
+    charts into `out`; return their paths. `accuracies` (wavemix_profile.accuracy) are charted against
+    cost; None: the paper's.
 
     Each file is replaced atomically, so concurrent writers of one folder never see or leave half a file.
     """
@@ -75,12 +101,24 @@ def write_outputs(results: Sequence[Result], out: Path, *, command: str, console
     results = latest_per_key(results)
     out.mkdir(parents=True, exist_ok=True)
     print_comparison(results, console=console)
-    charts = write_charts(results, out)
+    charts = write_charts(results, out, accuracies)
+    _say_unplotted(accuracies or (), results)
     write_text(out / "results.csv", render_csv(results))
     write_text(out / "report.md", render_markdown(results, command=command, banner=banner,
                                                   extra=_paper_fit_section(out),
                                                   charts=[p.name for p in charts if p.suffix == ".png"]))
     return [out / "results.csv", out / "report.md", *charts]
+
+
+def _say_unplotted(accuracies: Sequence, results: Sequence[Result]) -> None:
+    """One line on stderr for a user's accuracy rows that meet no stored result (a misspelt model, say)."""
+    import sys
+    from ..accuracy import PAPER_SOURCE, unmatched
+    mine = [a for a in unmatched(accuracies, results) if not a.source.startswith(PAPER_SOURCE)]
+    if mine:
+        print(f"note: {len(mine)} --accuracy row(s) meet no stored result and are not charted: "
+              + "; ".join(f"{a.model} at {a.image_size} px" for a in mine[:5]) + ("; ..." if len(mine) > 5 else ""),
+              file=sys.stderr)
 
 
 def _paper_fit_section(out: Path) -> list[str]:

@@ -15,11 +15,12 @@ def stage_count(settings: Settings) -> int:
 
 
 class MeasureProgress:
-    def __init__(self, requests: list[Settings]):
+    def __init__(self, requests: list[Settings], console=None):
         self._remaining = {s.key(): stage_count(s) for s in requests}
         self._progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                                   TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn(),
-                                  TextColumn("ETA"), TimeRemainingColumn(), transient=False)
+                                  TextColumn("ETA"), TimeRemainingColumn(), transient=False,
+                                  **({"console": console} if console is not None else {}))
         self._task = self._progress.add_task("measuring", total=sum(self._remaining.values()))
 
     def __enter__(self):

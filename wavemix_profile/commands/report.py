@@ -22,8 +22,18 @@ def run_report(args) -> int:
     if not results:
         raise BadInputError(f"no results in {', '.join(args.stores)}")
     out = Path(args.out) if args.out else Path(args.stores[0]).parent
-    from .outputs import check_output_folder, write_outputs
+    from ..render.cross_device import machines, pick_reference, write_cross_device
+    from .outputs import check_output_folder, latest_per_key, read_accuracies, write_outputs
+    accuracies = read_accuracies(args.accuracy)
+    if args.reference:  # checked before anything is written
+        try:
+            pick_reference(machines(results), args.reference)
+        except ValueError as exc:
+            raise BadInputError(str(exc)) from None
     check_output_folder(out)
-    written = write_outputs(results, out, command="wavemix-profile " + " ".join(sys.argv[1:]))
+    written = write_outputs(results, out, command="wavemix-profile " + " ".join(sys.argv[1:]),
+                            accuracies=accuracies)
+    written += write_cross_device(latest_per_key(results), out, reference=args.reference,  # several devices
+                                  command="wavemix-profile " + " ".join(sys.argv[1:]))
     make_console().print(f"wrote {', '.join(str(p) for p in written)}")
     return 0

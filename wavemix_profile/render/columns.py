@@ -36,6 +36,15 @@ PREDICTED = Label(" (pred.)", "predicted from CPU memory estimates, not found by
 _CAP = f"the search stopped at its limit of {MAX_BATCH_LIMIT:,} images and that still fitted: the true maximum may be larger"
 CAPPED = Label(" (cap)", _CAP)
 PREDICTED_CAPPED = Label(" (pred., cap)", f"{PREDICTED.legend}; {_CAP}")
+# Images/s carry their spread, the coefficient of variation across the timed blocks ("±4%"). Above
+# this a figure is marked: its blocks disagree too much for it to be ranked against its neighbours.
+UNSTEADY_CV = 0.10
+UNSTEADY = Label("?", f"spread above {UNSTEADY_CV:.0%}: the timed blocks disagree by more than that, so this "
+                      "figure cannot be ranked against figures within its spread; rerun on an idle machine, with "
+                      "longer blocks (--min-block-time) or more of them (--repeats)")
+SPREAD_NOTE = ("±: the spread of images/s, the coefficient of variation (standard deviation / mean) across the "
+               "timed blocks; the best figure is marked together with every figure whose range (value ± its spread) "
+               "overlaps the best's range")
 
 
 def format_number(value: float, unit: str) -> str:
@@ -53,6 +62,12 @@ def format_number(value: float, unit: str) -> str:
     if unit == "×":
         return f"{value:.2f}"
     return f"{value:g}"
+
+
+def format_budget(n_bytes: int) -> str:
+    """A memory budget in both units a reader may mean by "GB": "16.0 GiB (17.2 GB)". GiB (2^30 bytes) is
+    what every table uses; GB (10^9 bytes) is what `--memory-budget 8GB` means."""
+    return f"{n_bytes / GIB:.1f} GiB ({n_bytes / 1e9:.1f} GB)"
 
 
 def _batch_qualifier(result: Result) -> Optional[str]:
@@ -89,6 +104,17 @@ def _rate(name: str) -> Callable[[Result], Optional[float]]:
     return lambda r: getattr(r.throughput, name) if r.throughput else None
 
 
+def _spread(mode: str) -> Callable[[Result], Optional[float]]:
+    return lambda r: getattr(r.throughput, f"{mode}_cv") if r.throughput else None
+
+
+def _steadiness(mode: str) -> Callable[[Result], Optional[Label]]:
+    def label(r: Result) -> Optional[Label]:
+        cv = _spread(mode)(r)
+        return UNSTEADY if cv is not None and cv > UNSTEADY_CV else None
+    return label
+
+
 def _percent(name: str) -> Callable[[Result], Optional[float]]:
     return lambda r: None if not r.throughput or getattr(r.throughput, name) is None else 100 * getattr(r.throughput, name)
 
@@ -120,6 +146,7 @@ class Column:
     optional: bool = False       # shown only in a grid where some row has a value (GPU-only figures)
     note: str = ""               # what the column means, for the legend of a grid that shows it
     upper: Callable[[Result], Optional[float]] = lambda r: None   # a prediction's upper end, marked UPPER
+    spread: Callable[[Result], Optional[float]] = lambda r: None  # coefficient of variation, shown "±N%"
 
 
 COLUMNS: tuple[Column, ...] = (
@@ -134,8 +161,10 @@ COLUMNS: tuple[Column, ...] = (
            label=_max_batch_label("max_batch_train"), qualifier=_budget_qualifier("max_batch_train")),
     Column("max_batch_infer", "max infer batch", "images", "max", "max infer (img)", _max_batch("max_batch_infer"),
            label=_max_batch_label("max_batch_infer"), qualifier=_budget_qualifier("max_batch_infer")),
-    Column("train_images_per_s", "train throughput", "images/s", "max", "train (img/s)", _rate("train_images_per_s")),
-    Column("infer_images_per_s", "infer throughput", "images/s", "max", "infer (img/s)", _rate("infer_images_per_s")),
+    Column("train_images_per_s", "train throughput", "images/s", "max", "train (img/s)", _rate("train_images_per_s"),
+           label=_steadiness("train"), spread=_spread("train"), note=SPREAD_NOTE),
+    Column("infer_images_per_s", "infer throughput", "images/s", "max", "infer (img/s)", _rate("infer_images_per_s"),
+           label=_steadiness("infer"), spread=_spread("infer"), note=SPREAD_NOTE),
     Column("train_mfu", "train MFU", "%", "max", "train MFU (%)", _percent("train_mfu"), optional=True,
            note=MFU_NOTE),
     Column("infer_mfu", "infer MFU", "%", "max", "infer MFU (%)", _percent("infer_mfu"), optional=True,
@@ -153,6 +182,7 @@ class Cell:
     value: Optional[float]
     label: Optional[Label] = None
     best: bool = False
+    spread: Optional[float] = None   # coefficient of variation of the value, where it has one
 
 
 @dataclass(frozen=True)
@@ -205,7 +235,7 @@ def grid_title(image_size: int, results: Sequence[Result]) -> str:
     device = names[0] if len(names) == 1 else "several devices" if names else "unknown device"
     batch = _joined(r.settings.batch_size for r in results)
     timed = _joined(r.throughput.batch_size for r in results if r.throughput)
-    budget = _joined(f"{found.budget_bytes / GIB:.1f} GiB" for r in results
+    budget = _joined(format_budget(found.budget_bytes) for r in results
                      for found in (r.max_batch_train, r.max_batch_infer) if found)
     amp = _joined(r.settings.amp for r in results)
     return (f"{image_size}×{image_size} px · {device} · batch {batch}"
@@ -213,20 +243,49 @@ def grid_title(image_size: int, results: Sequence[Result]) -> str:
             + (f" · max batch within {budget}" if budget else "") + f" · AMP {amp}")
 
 
+def _within_spread(value: float, spread: float, top: float, top_spread: float, best: str) -> bool:
+    """Whether `value` cannot be told from the best, `top`: their ranges of one spread each overlap."""
+    if best == "max":
+        return value * (1 + spread) >= top * (1 - top_spread)
+    return value * (1 - spread) <= top * (1 + top_spread)
+
+
+def _best(column: Column, ok: Sequence[Result]) -> Callable[[Result], bool]:
+    """Whether a result's value is the column's best: the extreme value, and with a spread every value
+    whose range reaches the best's. Nothing is best in a column of fewer than two values."""
+    valued = [r for r in ok if column.value(r) is not None]
+    if len(valued) < 2:
+        return lambda r: False
+    pick = min if column.best == "min" else max
+    top = pick(valued, key=column.value)
+    top_value, top_spread = column.value(top), column.spread(top)
+    if top_spread is None:
+        return lambda r: column.value(r) == top_value
+    return lambda r: column.value(r) is not None and _within_spread(
+        column.value(r), column.spread(r) or 0.0, top_value, top_spread, column.best)
+
+
+def _shared(values: Iterable) -> Optional[object]:
+    """The one value every item shares, or None."""
+    kinds = set(values)
+    return kinds.pop() if len(kinds) == 1 else None
+
+
 def _grid(image_size: int, results: Sequence[Result], show_device: bool) -> Grid:
     ok = [r for r in results if r.ok]
     columns = tuple(c for c in COLUMNS if not c.optional or any(c.value(r) is not None for r in ok))
-    headers, shared = [], []
+    headers, shorts, shared, common_labels = [], [], [], []
     for column in columns:
-        kinds = {column.qualifier(r) for r in ok if column.value(r) is not None} - {None}
-        common = kinds.pop() if len(kinds) == 1 else None
+        valued = [r for r in ok if column.value(r) is not None]
+        common = _shared(column.qualifier(r) for r in valued)
+        # a label every value of the column carries is said once, in the header
+        label = _shared(column.label(r) for r in valued) if len(valued) > 1 else None
         shared.append(common)
-        headers.append(f"{column.name}{f' @ {common}' if common else ''} ({column.unit})")
-    best = []
-    for column in columns:
-        values = [v for v in (column.value(r) for r in ok) if v is not None]
-        pick = min if column.best == "min" else max
-        best.append(pick(values) if len(values) > 1 else None)
+        common_labels.append(label)
+        mark = label.mark if label else ""
+        headers.append(f"{column.name}{f' @ {common}' if common else ''} ({column.unit}){mark}")
+        shorts.append(column.short + mark)
+    best = [_best(column, ok) for column in columns]
     rows, used = [], []
     for result in family_order(results):
         common = dict(model=result.model_name, family=result.family or "", device=device_of(result))
@@ -234,7 +293,7 @@ def _grid(image_size: int, results: Sequence[Result], show_device: bool) -> Grid
             rows.append(Row(result=result, cells=(), error=result.error, **common))
             continue
         cells = []
-        for column, common_q, top in zip(columns, shared, best):
+        for column, common_q, common_label, is_best in zip(columns, shared, common_labels, best):
             value = column.value(result)
             if value is None:
                 cells.append(Cell(MISSING, None))
@@ -242,14 +301,17 @@ def _grid(image_size: int, results: Sequence[Result], show_device: bool) -> Grid
             label = column.label(result)
             own = column.qualifier(result)
             upper = column.upper(result)
-            text = format_number(value, column.unit) + (label.mark if label else "")
+            spread = column.spread(result)
+            text = format_number(value, column.unit)
+            text += "" if spread is None else f" ±{100 * spread:.0f}%"
+            text += label.mark if label and label != common_label else ""
             text += "" if upper is None else f" {UPPER.mark}{format_number(upper, column.unit)}"
             text += f" @ {own}" if own and own != common_q else ""
             used += [mark for mark in (label, UPPER if upper is not None else None) if mark and mark not in used]
-            cells.append(Cell(text, value, label, best=top is not None and value == top))
+            cells.append(Cell(text, value, label, best=is_best(result), spread=spread))
         rows.append(Row(result=result, cells=tuple(cells), **common))
     return Grid(image_size=image_size, title=grid_title(image_size, results), headers=tuple(headers),
-                short_headers=tuple(c.short for c in columns),
+                short_headers=tuple(shorts),
                 columns=columns, rows=tuple(rows), labels=tuple(used), show_device=show_device)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -17,11 +18,12 @@ ERROR_STYLE = "red"
 MIN_PIPED_WIDTH = 200  # rich assumes 80 columns when output is piped; GPU tables (MFU, energy) need about 200
 
 
-def make_console() -> Console:
-    """A console that keeps the comparison tables readable in logs and CI output too."""
-    console = Console()
+def make_console(*, stderr: bool = False, quiet: bool = False) -> Console:
+    """A console that keeps the comparison tables readable in logs and CI output too; on stderr when
+    stdout carries machine output, printing nothing when quiet."""
+    console = Console(stderr=stderr, quiet=quiet)
     if not console.is_terminal and console.width < MIN_PIPED_WIDTH:
-        console = Console(width=MIN_PIPED_WIDTH)
+        console = Console(stderr=stderr, quiet=quiet, width=MIN_PIPED_WIDTH)
     return console
 
 
@@ -45,21 +47,31 @@ def print_registry(rows: list[dict], *, num_classes: int, console: Console | Non
 
 
 def comparison_table(grid: Grid) -> Table:
-    """One rich Table for one image size: best values bold green, error rows red, labels explained."""
+    """One rich Table for one image size: best values bold green, failed rows red with their errors
+    listed under the table, labels explained. Families head their groups of rows rather than taking a
+    column, so that the table fits 120 columns."""
     legend = [f"[{BEST_STYLE}]{BEST_STYLE}[/]: {best_legend(grid.columns)}"]
     legend += [f"{label.mark.strip()}: {label.legend}" for label in grid.labels]
     legend += column_notes(grid.columns)
+    failed = [row for row in grid.rows if row.error is not None]
+    legend += [f"[{ERROR_STYLE}]failed: {row.model}" + (f" on {row.device}" if grid.show_device else "")
+               + f": {escape(row.error)}[/]" for row in failed]
     table = Table(title=Text(grid.title), caption="\n".join(legend), caption_justify="left")
     table.add_column("model", no_wrap=True)
-    table.add_column("family")
     if grid.show_device:
         table.add_column("device")
     for header in grid.short_headers:
         table.add_column(header, justify="right")
+    width = len(grid.short_headers) + grid.show_device
+    family = None
     for row in grid.rows:
-        lead = [Text(t) for t in (row.model, row.family) + ((row.device,) if grid.show_device else ())]
+        if row.family != family:
+            family = row.family
+            table.add_row(Text(family or "other", style="bold dim"), *[""] * width,
+                          end_section=False)
+        lead = [Text("  " + row.model)] + ([Text(row.device)] if grid.show_device else [])
         if row.error is not None:
-            cells = [Text(f"error: {row.error}", style=ERROR_STYLE, justify="left")] + [""] * (len(grid.headers) - 1)
+            cells = [Text("failed", style=ERROR_STYLE, justify="right")] + [""] * (len(grid.headers) - 1)
             table.add_row(*lead, *cells, style=ERROR_STYLE)
             continue
         table.add_row(*lead, *(Text(c.text, style=BEST_STYLE if c.best else ("dim" if c.text == MISSING else ""))

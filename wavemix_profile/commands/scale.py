@@ -1,0 +1,95 @@
+"""`wavemix-profile scale`: cost against image size.
+
+Forward MACs per image, peak training memory at the batch size and the largest training batch
+within the budget, at each image size, through the same pipeline as `compare` (runner.run_all: one
+isolated child per model, results appended to DIR/results.jsonl, --resume) with throughput skipped:
+on the CPU every memory figure is the fake-tensor estimate, so any size is quick. Renders
+scale.md, scale.png and scale.svg into DIR (render/scale.py) and prints the tables.
+
+Imported by the CLI parser for its defaults: module-level imports stay light.
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+# A few models of each family that read well on one chart; sizes from CIFAR's to ImageNet's.
+SCALE_MODELS = ("ResNet-18", "ResNet-50", "2D FNet-128/5", "ConvMixer-256/8", "ViT-128/4x4", "CCT-128/4x4",
+                "WaveMix-128/7", "WaveMix-256/7")
+SCALE_SIZES = (32, 64, 128, 224, 256)
+SCALE_SKIP = ("throughput",)  # params, FLOPs, the memory estimate and the max-batch search remain
+CHART_NAME = "scale"
+
+
+def size_rules(requests) -> tuple[dict[str, str], list, list[str]]:
+    """How each zoo model's layers change with the size (its SizeRule.adapts) by display name; the
+    requests the models can take; and 'MODEL @ SIZE px' for each they cannot. Specs outside the zoo
+    have no rule and take every size."""
+    from ..models import get_entry
+    from ..sources import resolve_source
+    adapts: dict[str, str] = {}
+    taken, refused = [], []
+    for settings in requests:
+        source = resolve_source(settings.model)
+        rule = get_entry(source.spec).sizes if source.family is not None else None
+        if rule is not None:
+            adapts[source.display_name] = rule.adapts
+        if rule is None or rule.check(settings.image_size):
+            taken.append(settings)
+        else:
+            refused.append(f"{source.display_name} @ {settings.image_size} px")
+    return adapts, taken, refused
+
+
+def run_scale(args) -> int:
+    from ..atomic import write_text
+    from ..environment import collect_environment
+    from ..measure import default_device, parse_device, validate
+    from ..render.chart_style import save_figure
+    from ..render.scale import render_scale_markdown, scale_chart, scale_tables
+    from ..render.terminal import make_console
+    from ..runner import run_all
+    from ..store import Store
+    from .compare import build_requests
+    from .outputs import STORE_NAME, check_output_folder, device_slug, latest_per_key
+    from .progress import MeasureProgress
+
+    device = args.device or default_device()
+    parse_device(device)
+    asked = argparse.Namespace(**{**vars(args), "skip": list(SCALE_SKIP), "full": False, "throughput_batch_size": None})
+    adapts, requests, refused = size_rules(build_requests(asked, device))
+    if not requests:
+        from ..errors import BadInputError
+        raise BadInputError("no model takes any of the image sizes asked for (" + "; ".join(refused)
+                            + "); `wavemix-profile list` and --help name the sizes each model accepts")
+    for settings in requests:  # bad input is reported before the folder is touched
+        validate(settings)
+    slug = device_slug(collect_environment(parse_device(device)).device_name)
+    out = Path(args.out) if args.out else Path("reports") / slug / "scale"
+    check_output_folder(out, store=STORE_NAME)
+    command = "wavemix-profile " + shlex.join(sys.argv[1:])
+    with MeasureProgress(requests) as progress:
+        results = run_all(requests, Store(out / STORE_NAME), resume=args.resume, keep_errors=args.keep_errors,
+                          timeout_s=args.timeout, command=command, on_start=progress.start,
+                          on_event=progress.event, on_done=progress.done)
+    results = latest_per_key(results)
+    console = make_console()
+    for table in scale_tables(results, adapts):
+        console.print(table)
+    if refused:
+        console.print("not measured (the model does not take the size): " + "; ".join(refused))
+    figure = scale_chart(results, adapts)
+    written = save_figure(figure, out, CHART_NAME) if figure is not None else []
+    markdown = out / f"{CHART_NAME}.md"
+    write_text(markdown, render_scale_markdown(results, adapts, command=command, skipped=refused,
+                                               chart=f"{CHART_NAME}.png" if figure is not None else None))
+    print(f"wrote {', '.join(str(p) for p in [markdown, *written])}")
+    failed = [r for r in results if not r.ok]
+    if failed:
+        print(f"{len(failed)} of {len(results)} measurements failed: "
+              + "; ".join(f"{r.model_name} @ {r.settings.image_size} px: {r.error}" for r in failed[:3])
+              + ("; ..." if len(failed) > 3 else ""), file=sys.stderr)
+        return 1
+    return 0
