@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 
 NOT_RUN = {
-    "make demo": "the whole zoo at 32 and 64 px, about five minutes on 2 cores: CI and the lead run it",
+    "make demo": "the whole zoo at 32 and 64 px, about four and a half minutes on 2 cores: the reference report's run",
     "make test": "runs this test suite, this test included",
     "make demo TORCH=cpu": "installs torch from PyTorch's CPU wheel index, which this machine's network does not reach",
     'make validate-gpu PACK=$OUT/reports.tgz ARGS="--time-limit 480"': "needs a CUDA device: the GPU machine's command",
