@@ -116,3 +116,13 @@ def test_latest_per_key_keeps_machines_apart_and_one_answer_per_machine(measured
     assert latest_per_key([a, b, a_again]) == [a_again, b]  # the same machine again: the last wins
     older = dataclasses.replace(a, environment=dataclasses.replace(a.environment, host=None))
     assert latest_per_key([older, a_again]) == [a_again]    # a record from before the host field
+
+
+def test_the_comparison_tables_name_each_machine_so_same_gpu_rows_differ(measured):
+    from wavemix_profile.render.columns import comparison_grids
+    results = [as_machine(r, *m) for m in MACHINES.values() for r in measured]
+    grid = comparison_grids(results)[0]
+    assert grid.show_device
+    rows = [(row.model, row.device) for row in grid.rows]
+    assert rows.count(("tiny_cnn", f"{A100} (node-a)")) == 1 and rows.count(("tiny_cnn", f"{A100} (node-b)")) == 1
+    assert ("tiny_cnn", H100) in rows and len(rows) == len(results)

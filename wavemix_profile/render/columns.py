@@ -212,6 +212,31 @@ class Grid:
     show_device: bool
 
 
+@dataclass(frozen=True)
+class Machine:
+    """One device of one host; `label` is how tables, charts and --reference name it."""
+
+    device_name: str
+    host: Optional[str]
+    label: str
+
+
+def machine_of(r: Result) -> Optional[tuple[str, Optional[str]]]:
+    """(device name, host) of the machine that measured a result; None for one that recorded none."""
+    return (r.environment.device_name, r.environment.host) if r.environment else None
+
+
+def machines(results: Sequence[Result]) -> list[Machine]:
+    """Distinct (device name, host) in first-seen order; a name seen on several hosts gets its host
+    in the label (an unknown host, from a record older than the field, as "host unknown")."""
+    seen = list(dict.fromkeys(i for i in map(machine_of, results) if i))
+    hosts: dict[str, int] = {}
+    for name, _ in seen:
+        hosts[name] = hosts.get(name, 0) + 1
+    return [Machine(name, host, f"{name} ({host or 'host unknown'})" if hosts[name] > 1 else name)
+            for name, host in seen]
+
+
 def devices(results: Iterable[Result]) -> list[str]:
     """Distinct device names, in first-seen order; results without an environment are left out."""
     return list(dict.fromkeys(r.environment.device_name for r in results if r.environment))
@@ -271,7 +296,8 @@ def _shared(values: Iterable) -> Optional[object]:
     return kinds.pop() if len(kinds) == 1 else None
 
 
-def _grid(image_size: int, results: Sequence[Result], show_device: bool) -> Grid:
+def _grid(image_size: int, results: Sequence[Result], show_device: bool,
+          labels: Optional[dict] = None) -> Grid:
     ok = [r for r in results if r.ok]
     columns = tuple(c for c in COLUMNS if not c.optional or any(c.value(r) is not None for r in ok))
     headers, shorts, shared, common_labels = [], [], [], []
@@ -288,7 +314,8 @@ def _grid(image_size: int, results: Sequence[Result], show_device: bool) -> Grid
     best = [_best(column, ok) for column in columns]
     rows, used = [], []
     for result in family_order(results):
-        common = dict(model=result.model_name, family=result.family or "", device=device_of(result))
+        common = dict(model=result.model_name, family=result.family or "",
+                      device=(labels or {}).get(machine_of(result)) or device_of(result))
         if not result.ok:
             rows.append(Row(result=result, cells=(), error=result.error, **common))
             continue
@@ -317,9 +344,12 @@ def _grid(image_size: int, results: Sequence[Result], show_device: bool) -> Grid
 
 def comparison_grids(results: Sequence[Result]) -> list[Grid]:
     """One grid per image size, smallest first; a device column when the results span devices."""
-    show_device = len(devices(results)) > 1
+    found = machines(results)
+    labels = {(m.device_name, m.host): m.label for m in found}
+    show_device = len(found) > 1
     sizes = sorted({r.settings.image_size for r in results})
-    return [_grid(size, [r for r in results if r.settings.image_size == size], show_device) for size in sizes]
+    return [_grid(size, [r for r in results if r.settings.image_size == size], show_device, labels)
+            for size in sizes]
 
 
 def shown_columns(grids: Sequence[Grid]) -> tuple[Column, ...]:

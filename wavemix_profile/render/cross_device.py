@@ -16,22 +16,13 @@ from ..atomic import write_text
 from ..results import Result
 from .chart_style import new_figure, save_figure, scale_axis
 from .charts import FAMILY_COLOURS, OTHER_COLOUR
-from .columns import family_order
+from .columns import Machine, family_order, machine_of, machines
 from .paper import GIB
 
 MARKDOWN_NAME = "cross_device.md"
 CHART_NAME = "images_per_s_by_device"
 # One colour per device, apart from the family hues the model names carry (Paul Tol's muted scheme).
 DEVICE_COLOURS = ("#332288", "#88CCEE", "#44AA99", "#999933", "#DDCC77", "#CC6677", "#882255", "#AA4499", "#117733")
-
-
-@dataclass(frozen=True)
-class Machine:
-    """One device of one host; `label` is how tables, charts and --reference name it."""
-
-    device_name: str
-    host: Optional[str]
-    label: str
 
 
 @dataclass(frozen=True)
@@ -58,21 +49,6 @@ METRICS = (
     Metric("max train batch", "images", lambda r: r.max_batch_train.max_batch if r.max_batch_train else None,
            lambda r: bool(r.max_batch_train and r.max_batch_train.predicted)),
 )
-
-
-def _identity(r: Result) -> Optional[tuple[str, Optional[str]]]:
-    return (r.environment.device_name, r.environment.host) if r.environment else None
-
-
-def machines(results: Sequence[Result]) -> list[Machine]:
-    """Distinct (device name, host) in first-seen order; a name seen on several hosts gets its host
-    in the label (an unknown host, from a record older than the field, as "host unknown")."""
-    seen = list(dict.fromkeys(i for i in map(_identity, results) if i))
-    hosts: dict[str, int] = {}
-    for name, _ in seen:
-        hosts[name] = hosts.get(name, 0) + 1
-    return [Machine(name, host, f"{name} ({host or 'host unknown'})" if hosts[name] > 1 else name)
-            for name, host in seen]
 
 
 def pick_reference(found: Sequence[Machine], wanted: Optional[str]) -> Machine:
@@ -103,10 +79,10 @@ def rows(results: Sequence[Result], found: Sequence[Machine]) -> list[Row]:
     by_id = {(m.device_name, m.host): m for m in found}
     table: dict[tuple[str, int], dict[Machine, Result]] = {}
     first: dict[tuple[str, int], Result] = {}
-    for r in family_order([r for r in results if r.ok and _identity(r)]):
+    for r in family_order([r for r in results if r.ok and machine_of(r)]):
         key = (r.model_name, r.settings.image_size)
         first.setdefault(key, r)
-        table.setdefault(key, {})[by_id[_identity(r)]] = r
+        table.setdefault(key, {})[by_id[machine_of(r)]] = r
     return [Row(k[0], first[k].family, k[1], table[k]) for k in sorted(table, key=lambda k: k[1])]  # stable
 
 
@@ -133,7 +109,7 @@ def cell(row: Row, machine: Machine, reference: Machine, metric: Metric) -> str:
 
 
 def _settings_line(machine: Machine, results: Sequence[Result]) -> str:
-    mine = [r for r in results if r.ok and _identity(r) == (machine.device_name, machine.host)]
+    mine = [r for r in results if r.ok and machine_of(r) == (machine.device_name, machine.host)]
     timed = {r.throughput.batch_size for r in mine if r.throughput}
     amp = {r.settings.amp for r in mine}
     return (f"- **{machine.label}**: {len(mine)} measurements; host {machine.host or 'unknown'}; "
