@@ -24,30 +24,25 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message}")
 
 
-def _at_least_one(what: str):
-    """An argparse type: an integer >= 1, errors naming `what`."""
+def _int_at_least(minimum: int, what: str):
+    """An argparse type: an integer >= minimum, errors naming `what`."""
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{what} {text!r} is not an integer") from None
-        if value < 1:
-            raise argparse.ArgumentTypeError(f"{what} {text!r} must be >= 1")
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{what} {text!r} must be >= {minimum}")
         return value
     return parse
+
+
+def _at_least_one(what: str):
+    return _int_at_least(1, what)
 
 
 def _at_least_zero(what: str):
-    """An argparse type: an integer >= 0, errors naming `what`."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{what} {text!r} is not an integer") from None
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"{what} {text!r} must be >= 0")
-        return value
-    return parse
+    return _int_at_least(0, what)
 
 
 _positive_int = _at_least_one("value")

@@ -75,8 +75,8 @@ def _run_compare(args, where) -> int:
     from ..store import Store
     from .progress import MeasureProgress
     from ..results import to_dict
-    from .outputs import (STORE_NAME, check_output_folder, human_console, print_json, read_accuracies,
-                          write_outputs)
+    from .outputs import (STORE_NAME, check_output_folder, exit_for_failures, human_console, print_json,
+                          read_accuracies, write_outputs)
 
     requests = where.expand(build_requests(args, where.device))
     out = Path(args.out) if args.out else Path("reports") / where.folder
@@ -97,10 +97,4 @@ def _run_compare(args, where) -> int:
     console.print(f"wrote {', '.join(str(p) for p in written)}")
     if args.json:
         print_json([to_dict(r) for r in results])
-    failed = [r for r in results if not r.ok]
-    if failed:
-        print(f"{len(failed)} of {len(results)} measurements failed: "
-              + "; ".join(f"{r.model_name} @ {r.settings.image_size} px" for r in failed[:5])
-              + ("; ..." if len(failed) > 5 else ""), file=sys.stderr)
-        return 1
-    return 0
+    return exit_for_failures(results)

@@ -48,6 +48,20 @@ def human_console(args):
     return make_console(stderr=getattr(args, "json", False), quiet=getattr(args, "quiet", False))
 
 
+def exit_for_failures(results: Sequence[Result], *, shown: int = 5, with_errors: bool = False) -> int:
+    """Exit status of a measuring command: 0 when every result is ok, else 1 after one stderr line
+    naming the failed ones (the first `shown`, with their errors when `with_errors`)."""
+    import sys
+    failed = [r for r in results if not r.ok]
+    if not failed:
+        return 0
+    print(f"{len(failed)} of {len(results)} measurements failed: "
+          + "; ".join(f"{r.model_name} @ {r.settings.image_size} px" + (f": {r.error}" if with_errors else "")
+                      for r in failed[:shown])
+          + ("; ..." if len(failed) > shown else ""), file=sys.stderr)
+    return 1
+
+
 def print_json(data) -> None:
     """Machine-readable output: one JSON document on stdout."""
     import json

@@ -53,7 +53,7 @@ def run_scale(args) -> int:
     from ..runner import run_all
     from ..store import Store
     from .compare import build_requests
-    from .outputs import STORE_NAME, check_output_folder, device_slug, latest_per_key
+    from .outputs import STORE_NAME, check_output_folder, device_slug, exit_for_failures, latest_per_key
     from .progress import MeasureProgress
 
     device = args.device or default_device()
@@ -86,10 +86,4 @@ def run_scale(args) -> int:
     write_text(markdown, render_scale_markdown(results, adapts, command=command, skipped=refused,
                                                chart=f"{CHART_NAME}.png" if figure is not None else None))
     print(f"wrote {', '.join(str(p) for p in [markdown, *written])}")
-    failed = [r for r in results if not r.ok]
-    if failed:
-        print(f"{len(failed)} of {len(results)} measurements failed: "
-              + "; ".join(f"{r.model_name} @ {r.settings.image_size} px: {r.error}" for r in failed[:3])
-              + ("; ..." if len(failed) > 3 else ""), file=sys.stderr)
-        return 1
-    return 0
+    return exit_for_failures(results, shown=3, with_errors=True)
