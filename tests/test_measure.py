@@ -96,7 +96,6 @@ def test_calibrated_blocks_run_the_calls_they_report():
     blocks = time_blocks(run, settings, CPU)
     assert 1 <= blocks.iterations <= 5
     assert len(count) == 2 + 4 * blocks.iterations   # warm-up, the calibration block, the timed blocks
-    assert block_rates(blocks, settings) == [2 * blocks.iterations / s for s in blocks.seconds]
 
 
 def test_throughput_result_keeps_every_block():
