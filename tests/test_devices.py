@@ -1,7 +1,7 @@
 """compare --devices: one measuring process per device at a time, devices in parallel, one store.
 
-On this CPU-only machine the scheduling runs on two CPU slots (allowed only with throughput skipped);
-the GPU test checks that each measuring child sees one GPU.
+On this CPU-only machine the scheduling runs on two CPU slots (`--devices cpu cpu` itself runs as
+runner.Lanes, tested in test_lanes.py); the GPU test checks that each measuring child sees one GPU.
 """
 import subprocess
 import sys
@@ -67,13 +67,13 @@ def test_two_cpu_slots_measure_two_models_at_once_into_one_store(tmp_path):
                          skip=NOTHING_TIMED) for name in ("left", "right") for size in (8, 12)]
     store = Store(tmp_path / "results.jsonl")
     # Each model waits in its factory until the other has started: one slot alone would fail both.
-    results = run_all(requests, store, executor=DevicePool(parse_devices(["cpu", "cpu"], skip=NOTHING_TIMED)))
+    results = run_all(requests, store, executor=DevicePool(parse_devices(["cpu", "cpu"])))
     assert [r.error for r in results] == [None] * 4
     assert [r.params_total for r in results] == [3 * s * s * 10 + 10 for s in (8, 12)] * 2
     assert sorted(r.settings.key() for r in store.read()) == sorted(s.key() for s in requests)
     assert {r.settings.device for r in store.read()} == {"cpu"}
     # --resume with the same slots measures nothing again
-    again = run_all(requests, store, resume=True, executor=DevicePool(parse_devices(["cpu", "cpu"], skip=NOTHING_TIMED)))
+    again = run_all(requests, store, resume=True, executor=DevicePool(parse_devices(["cpu", "cpu"])))
     assert again == results and len(store.read()) == 4
 
 
@@ -99,8 +99,6 @@ def test_killing_the_driver_takes_slot_processes_and_their_children_along(tmp_pa
 
 
 @pytest.mark.parametrize("devices, message", [
-    (["cpu", "cpu"], "--devices with 2 CPU slots would time models against each other on the same cores; add "
-                     "--skip throughput, or use one cpu slot"),
     (["cuda:0", "cuda:0"], "--devices names cuda:0 twice; a GPU runs one measurement at a time, name each once"),
     (["cpu", "cuda:0"], "--devices takes cuda:N entries, `all`, or cpu repeated, not mixed: got cpu cuda:0"),
 ])

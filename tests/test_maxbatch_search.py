@@ -235,3 +235,84 @@ def test_a_model_that_runs_at_no_small_batch_raises_its_own_error():
 
     with pytest.raises(RuntimeError, match="broken at 8"):
         search_from_smallest_runnable(fits, budget_bytes=2000, multiple_of=2)
+
+
+# --- a search run on cheap guesses, its answer confirmed by real probes ---------------------------
+
+def guesses(curve: Curve, *, offset: int = 0, after: int = 0):
+    """A predictor for `curve`: exact with offset 0, else it takes the boundary `offset` images too far
+    (its peaks agree with it); None until the curve has answered `after` real probes."""
+    def predict(batch):
+        if len(curve.calls) < after:
+            return None
+        fits = curve.fits(batch - offset) if batch > offset else True
+        return ProbeOutcome(batch=batch, fits=fits, peak_bytes=curve.peak(max(1, batch - offset)) if fits else None)
+    return predict
+
+
+def always(fits: bool, peak_bytes: int = GIB):
+    return lambda batch: ProbeOutcome(batch=batch, fits=fits, peak_bytes=peak_bytes if fits else None)
+
+
+def coin(seed: int):
+    rng = random.Random(seed)
+    return lambda batch: ProbeOutcome(batch=batch, fits=rng.random() < 0.5, peak_bytes=rng.randrange(1, BUDGET))
+
+
+@pytest.mark.parametrize("multiple_of", [1, 8])
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_exact_predictor_leaves_the_answer_and_its_neighbour_to_probe(kind, multiple_of):
+    for true_max in TRUE_MAXIMA:
+        for seed in SEEDS:
+            for after, most in [(0, 3), (2, 4)]:
+                curve = Curve(kind, true_max, seed)
+                result = find_max_batch(curve, budget_bytes=BUDGET, multiple_of=multiple_of,
+                                        predict=guesses(curve, after=after))
+                check_exact(result, curve, multiple_of)
+                assert result.n_probes <= most, (kind, true_max, after, curve.calls)
+                if result.max_batch > multiple_of:
+                    assert result.method == "model-guided, replayed", (kind, true_max, curve.calls)
+
+
+@pytest.mark.parametrize("multiple_of", [1, 8])
+def test_a_wrong_predictor_changes_the_probes_never_the_answer(multiple_of):
+    liars = [lambda c: guesses(c, offset=k) for k in (-40, -3, -1, 1, 2, 9, 500)]
+    liars += [lambda c: always(True), lambda c: always(False), lambda c: always(True, peak_bytes=BUDGET),
+              lambda c: coin(7)]
+    for true_max in [*range(1, 65), 100, 384, 1000, 5000]:
+        for liar in liars:
+            curve, twin = Curve("affine", true_max, seed=0), Curve("affine", true_max, seed=0)
+            result = find_max_batch(curve, budget_bytes=BUDGET, multiple_of=multiple_of, predict=liar(curve))
+            check_exact(result, curve, multiple_of)
+            assert result.max_batch == find_max_batch(twin, budget_bytes=BUDGET, multiple_of=multiple_of).max_batch
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_predictor_that_never_guesses_leaves_the_search_as_it_was(kind):
+    for true_max in TRUE_MAXIMA:
+        curve, twin = Curve(kind, true_max, seed=2), Curve(kind, true_max, seed=2)
+        result = find_max_batch(curve, budget_bytes=BUDGET, predict=lambda batch: None)
+        assert result == find_max_batch(twin, budget_bytes=BUDGET)
+        assert result.method == "model-guided" and curve.calls == twin.calls
+
+
+def test_a_prediction_is_confirmed_at_the_limit_and_with_no_budget_it_is_not_used():
+    curve = Curve("affine", 50000, seed=0)
+    result = find_max_batch(curve, budget_bytes=BUDGET, limit=5003, multiple_of=8, predict=guesses(curve))
+    assert (result.max_batch, result.capped, curve.calls) == (5000, True, [8, 5000])
+    curve, twin = Curve("affine", 300, seed=0), Curve("affine", 300, seed=0)
+    assert find_max_batch(curve, predict=guesses(curve)) == doubling_bisection(twin)
+
+
+def test_the_smallest_runnable_search_passes_its_predictor_on():
+    from wavemix_profile.maxbatch import search_from_smallest_runnable
+    curve = Curve("affine", 700, seed=0)
+
+    def fits(batch):
+        if batch == 2:
+            raise ValueError("Expected more than 1 value per channel when training")
+        return curve(batch)
+
+    search, note = search_from_smallest_runnable(fits, budget_bytes=BUDGET, multiple_of=2, predict=guesses(curve))
+    assert (search.max_batch, search.method, curve.calls) == (700, "model-guided, replayed", [4, 700, 702])
+    assert note.startswith("batch 2 cannot run")

@@ -12,8 +12,8 @@ any number of GPUs.
 Only the driver appends to the store (runner.py), under its claims. The slot process dies with the
 driver (it watches a pipe only the driver holds), and its measuring child dies with it.
 
-CPU slots (`--devices cpu cpu`: each entry one slot) share the CPU's cores, so timings would measure
-each other: more than one CPU slot is refused unless throughput is skipped.
+CPU slots (`--devices cpu cpu`: each entry one slot) share the CPU's cores: they run as
+runner.Lanes in the driver's process, which stops every other child while one times.
 """
 from __future__ import annotations
 
@@ -44,10 +44,10 @@ class Slot:
     label: str
 
 
-def parse_devices(entries: Sequence[str], *, skip: Sequence[str] = ()) -> list[Slot]:
+def parse_devices(entries: Sequence[str]) -> list[Slot]:
     """`--devices` as slots: `all` (every CUDA GPU), `cuda:N` (each once), or `cpu` repeated for
-    parallel CPU slots (only with throughput skipped). One kind of device per run: a request's device
-    is part of its key, and GPUs of different models would answer different measurements."""
+    parallel CPU lanes (runner.Lanes). One kind of device per run: a request's device is part of its
+    key, and GPUs of different models would answer different measurements."""
     import torch
     from .errors import BadInputError
     entries = list(entries)
@@ -58,9 +58,6 @@ def parse_devices(entries: Sequence[str], *, skip: Sequence[str] = ()) -> list[S
     if ALL in entries:
         raise BadInputError("--devices all stands alone; or name devices: cuda:0 cuda:1 ..., or cpu cpu")
     if set(entries) == {"cpu"}:
-        if len(entries) > 1 and "throughput" not in skip:
-            raise BadInputError(f"--devices with {len(entries)} CPU slots would time models against each other on "
-                                "the same cores; add --skip throughput, or use one cpu slot")
         return [Slot("cpu", None, f"cpu slot {i}") for i in range(len(entries))]
     from .measure import parse_device
     if any(not e.startswith("cuda:") for e in entries):

@@ -3,6 +3,8 @@
 A probe `fits(batch)` runs one step at `batch` images and says whether it fitted, optionally with the
 peak bytes it used. Probes are assumed monotone: if a batch fits, every smaller one does. The caller
 runs the model and times the search; nothing here imports torch. Batches are images, memory is bytes.
+A caller that can guess a probe's outcome far more cheaply than it runs one passes that guess as
+`predict`: the search is then run on guesses and only its answer is probed for real.
 """
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ from .results import ProbeRecord
 # The stored record itself, so a search's probes go into a MaxBatchResult unconverted.
 ProbeOutcome = ProbeRecord
 Probe = Callable[[int], Union[ProbeOutcome, bool]]
+# A cheap guess at a probe's outcome, or None while it cannot guess (see find_max_batch).
+Predictor = Callable[[int], Optional[ProbeOutcome]]
 
 # Tuned on benchmarks/max_batch_search.py (synthetic affine, stepped, noisy and sub-linear curves).
 MAX_BATCH_LIMIT = 1_000_000    # images; a search that still fits here stops and says the answer is capped
@@ -36,7 +40,7 @@ class SearchResult:
     max_batch: int                      # images; 0 when the smallest batch does not fit
     probes: tuple[ProbeOutcome, ...]    # in the order they ran; no batch twice
     capped: bool                        # the limit itself fitted, so the true maximum may be larger
-    method: str                         # "model-guided" or "doubling"
+    method: str                         # "model-guided", "model-guided, replayed" or "doubling"
 
     @property
     def n_probes(self) -> int:
@@ -97,6 +101,10 @@ def predict_max_batch(peaks: Mapping[int, int], budget_bytes: int, *, multiple_o
                       predicted_peak_bytes=round(fit.fixed + fit.slope * best), budget_bytes=budget_bytes)
 
 
+class _NoPrediction(Exception):
+    """The predictor cannot guess yet: the search takes a real step instead."""
+
+
 class _Bracket:
     """The probes run so far and what they decide: batch `lo` fits and batch `hi` does not.
 
@@ -135,6 +143,19 @@ class _Bracket:
             self.lo = batch
         else:
             self.hi = batch
+
+    def imagined(self, predict: Predictor) -> "_Bracket":
+        """This bracket and its probes so far, probing `predict` from here on: a search run on it costs
+        no real probe. Its probes raise _NoPrediction where predict cannot guess."""
+        def guess(batch: int) -> ProbeOutcome:
+            outcome = predict(batch)
+            if outcome is None:
+                raise _NoPrediction(batch)
+            return outcome
+
+        twin = _Bracket(guess, self.step, self.cap)
+        twin.lo, twin.hi, twin.outcomes = self.lo, self.hi, list(self.outcomes)
+        return twin
 
     def bisect(self) -> None:
         while not self.done:
@@ -247,33 +268,70 @@ class _Guide:
         fitted, u = self.br.lo == batch, line.uncertainty
         self.trusted = batch <= line.boundary + u if fitted else batch > line.boundary - u
 
+    def step(self) -> None:
+        """Probe the next batch the line picks: climbing until something fails, then closing in."""
+        br = self.br
+        if not br.failed:
+            br.probe(self.climb(br.peaks()))
+            return
+        batch, line = self.close_in(br.peaks())
+        br.probe(batch)
+        if line is not None:
+            self.judge(batch, line)
+
 
 def _guided(br: _Bracket, budget: int) -> None:
     """Climb on predictions, step past the boundary, close in; needs a fitting probe with peak bytes."""
     guide = _Guide(br, budget)
     while not br.done:
-        if not br.failed:
-            br.probe(guide.climb(br.peaks()))
+        guide.step()
+
+
+def _replayed(br: _Bracket, budget: int, predict: Predictor) -> bool:
+    """The guided search run on `predict`'s guesses, its answer c then confirmed by real probes of c
+    and of c + step. True when both agreed with the guesses: the bracket is then closed by real
+    probes, as exact as a search on real probes alone. False after a disagreement: the guesses are
+    dropped and the guided search finishes on real probes. Where predict cannot guess yet, one real
+    guided step is taken and it is asked again."""
+    guide = _Guide(br, budget)
+    while not br.done:
+        twin = br.imagined(predict)
+        try:
+            _guided(twin, budget)
+        except _NoPrediction:
+            guide.step()
             continue
-        batch, line = guide.close_in(br.peaks())
-        br.probe(batch)
-        if line is not None:
-            guide.judge(batch, line)
+        guessed = {o.batch: o.fits for o in twin.outcomes}
+        for batch in (twin.lo, twin.hi):
+            if br.lo < batch < br.hi:
+                br.probe(batch)
+                if br.outcomes[-1].fits != guessed[batch]:
+                    return False
+        return True
+    return False
 
 
 def find_max_batch(fits: Probe, *, budget_bytes: Optional[int] = None, multiple_of: int = 1, start: int = 1,
-                   limit: int = MAX_BATCH_LIMIT) -> SearchResult:
+                   limit: int = MAX_BATCH_LIMIT, predict: Optional[Predictor] = None) -> SearchResult:
     """Largest batch (images, a multiple of `multiple_of`, at most `limit`) for which `fits` holds.
 
     Exact for monotone probes: `fits(max_batch)` and not `fits(max_batch + multiple_of)`, or 0 when the
     smallest batch fails, or the limit (capped=True) when it fits. When probes report peak bytes and
     `budget_bytes` is known, a line through the measured peaks predicts the boundary and the search jumps
     to just below it, then brackets and bisects; otherwise it doubles from `start` and bisects.
+
+    `predict(batch)`, when given, guesses fits(batch) at a fraction of its cost, or says None while it
+    cannot (a real guided step is taken, and it is asked again). The guided search then runs on guesses
+    and only its answer and the batch above it are probed ("model-guided, replayed"); a guess those
+    probes contradict hands the search back to real probes. Either way the answer is exact, the one a
+    search without `predict` finds. The result's probes are the real ones.
     """
     first, cap = _domain(multiple_of, start, limit)
     br = _Bracket(fits, multiple_of, cap)
     br.probe(first)
     if budget_bytes is not None and br.peaks():
+        if predict is not None and _replayed(br, budget_bytes, predict):
+            return br.result("model-guided, replayed")
         _guided(br, budget_bytes)
         return br.result("model-guided")
     _double_then_bisect(br, first)
@@ -283,15 +341,15 @@ def find_max_batch(fits: Probe, *, budget_bytes: Optional[int] = None, multiple_
 RUNNABLE_TRIES = 3   # first batches tried: 1, 2 and 4 times --multiple-of
 
 
-def search_from_smallest_runnable(fits: Probe, *, budget_bytes: Optional[int] = None,
-                                  multiple_of: int = 1) -> tuple[SearchResult, str]:
+def search_from_smallest_runnable(fits: Probe, *, budget_bytes: Optional[int] = None, multiple_of: int = 1,
+                                  predict: Optional[Predictor] = None) -> tuple[SearchResult, str]:
     """find_max_batch from the smallest batch the model runs at, among multiple_of x 1, 2 and 4.
 
     A probe says "out of memory" by returning fits=False; an exception means the model cannot run
     at that batch for another reason (BatchNorm training on one value per channel refuses a batch of
     1), so the next size is tried, and the last one's exception is raised. Returns the search and a
     note naming the batches that could not run and why ("" when the first one ran). No batch is
-    probed twice."""
+    probed twice. `predict` is find_max_batch's."""
     outcomes: dict[int, ProbeOutcome] = {}
 
     def once(batch: int) -> ProbeOutcome:
@@ -310,7 +368,7 @@ def search_from_smallest_runnable(fits: Probe, *, budget_bytes: Optional[int] = 
                 raise
             first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
             refused.append(f"batch {start} cannot run ({type(exc).__name__}: {first})")
-    search = find_max_batch(once, budget_bytes=budget_bytes, multiple_of=multiple_of, start=start)
+    search = find_max_batch(once, budget_bytes=budget_bytes, multiple_of=multiple_of, start=start, predict=predict)
     return search, "; ".join(refused)
 
 

@@ -14,7 +14,7 @@ import torch
 
 from .environment import collect_environment
 from .errors import BadInputError
-from .protocol import Event, Probe, Stage
+from .protocol import Event, Probe, Stage, Timing
 from .results import INFERENCE_MODES, MEASUREMENTS, FlopsResult, Result, Settings
 from .sources import ModelSource, resolve_source
 from .training import StepConfig, TrainStep, check_amp, check_logits
@@ -108,15 +108,20 @@ def _now() -> str:
 
 
 def measure(settings: Settings, *, on_event: Callable[[Event], None] | None = None,
-            source: ModelSource | None = None) -> Result:
+            source: ModelSource | None = None, untimed_threads: int | None = None) -> Result:
     """Every measurement not in settings.skip, in this process; `on_event` hears each Stage as it
-    begins and each max-batch Probe as it lands. A model that cannot be built or gives the wrong
-    output raises; a later stage's failure is the result's error ("STAGE: cause; ..."), the other
-    stages' figures kept."""
+    begins, each max-batch Probe as it lands, and Timing around the timed blocks. A model that cannot
+    be built or gives the wrong output raises; a later stage's failure is the result's error
+    ("STAGE: cause; ..."), the other stages' figures kept. `untimed_threads` caps the threads of the
+    stages that time nothing (a share of the cores while other measurements run beside this one);
+    the timed blocks use settings.threads, or all."""
     source = validate(settings, source)
     device = parse_device(settings.device)
     if settings.threads:  # before any work, so every stage and the timed blocks use them
         torch.set_num_threads(settings.threads)
+    timed_threads = torch.get_num_threads()
+    if untimed_threads:
+        torch.set_num_threads(min(untimed_threads, timed_threads))
     began = time.perf_counter()
     on_event = on_event or (lambda event: None)
 
@@ -184,10 +189,11 @@ def measure(settings: Settings, *, on_event: Callable[[Event], None] | None = No
                     on_probe=lambda p: on_event(Probe(mode, p.batch, p.fits, p.peak_bytes)))
             attempt(f"max-batch ({mode})", search)
 
+    torch.set_num_threads(timed_threads)
     environment = collect_environment(device)
     if "throughput" not in settings.skip:
         attempt("throughput", lambda: fields.update(throughput=_throughput(
-            build, config, settings, fields.get("flops"), device_name=environment.device_name)))
+            build, config, settings, fields.get("flops"), device_name=environment.device_name, on_event=on_event)))
 
     return Result(settings=settings, model_name=source.display_name, family=source.family,
                   environment=environment, wall_s=time.perf_counter() - began,
@@ -236,9 +242,12 @@ def _memory(build, config: StepConfig, settings: Settings, estimator=None):
                                               image_size=settings.image_size), target_overheads(settings))
 
 
-def _throughput(build, config: StepConfig, settings: Settings, flops: FlopsResult | None, *, device_name: str):
+def _throughput(build, config: StepConfig, settings: Settings, flops: FlopsResult | None, *, device_name: str,
+                on_event: Callable[[Event], None] = lambda event: None):
     """Images/s, MFU (the peak looked up by `device_name`, the environment's name for the device:
-    an unknown device, every CPU among them, gets none) and energy (energy.open_energy_meter)."""
+    an unknown device, every CPU among them, gets none) and energy (energy.open_energy_meter).
+    The model is built first; Timing events bracket the warm-up and timed blocks alone, so a run
+    that stops its other children while this one times (isolation.TimeAlone) stops them no longer."""
     from .energy import open_energy_meter
     from .gpu_peaks import peak_flops_per_s
     from .throughput import TimingSettings, measure_throughput
@@ -248,6 +257,10 @@ def _throughput(build, config: StepConfig, settings: Settings, flops: FlopsResul
                             repeats=settings.repeats, min_block_s=settings.min_block_s)
     peak = peak_flops_per_s(device_name, timed_precision(config.amp, config.device))
     per_image = (flops.train_step_flops_per_image, flops.forward_flops_per_image) if flops else None
-    return measure_throughput(TrainStep(build(), config), timing, image_size=settings.image_size,
-                              peak_flops_per_s=peak, flops_per_image=per_image,
-                              energy=open_energy_meter(config.device))
+    step, energy = TrainStep(build(), config), open_energy_meter(config.device)
+    on_event(Timing(begins=True))
+    try:
+        return measure_throughput(step, timing, image_size=settings.image_size, peak_flops_per_s=peak,
+                                  flops_per_image=per_image, energy=energy)
+    finally:
+        on_event(Timing(begins=False))

@@ -18,7 +18,8 @@ every tensor alive at once. It counts what the operators' outputs hold; it canno
 costs (context, cuDNN/cuBLAS workspaces), so it is labelled an estimate and never presented as GPU
 memory. The tracker also records the order in which storages are made and freed; replayed through a
 model of the caching allocator (reserved.py, allocator.py) that order predicts max_memory_reserved,
-the allocator's rounding and cache included (CpuEstimator.estimate).
+the allocator's rounding and cache included (CpuEstimator.estimate). Two such recordings at
+different batches give the recording at any other batch without a step (CpuEstimator.extrapolate).
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ from torch.utils._pytree import tree_flatten
 
 from .allocator import Alloc, Free
 from .autocast_policy import cuda_autocast_policy
+from .extrapolation import RecordedStep, StepLine
 from .reserved import StepRecording, predicted_reserved
 from .results import MemoryResult, Settings
 from .sampling import PeakSampler
@@ -120,7 +122,8 @@ class CpuEstimator:
     """Estimates peak bytes for any batch size from one fake model, built once.
 
     The model and Adam live as fake tensors; one warm-up step creates the optimizer state, as on a
-    real run's later steps. Each estimate then tracks one training step or one inference pass.
+    real run's later steps. Each estimate then tracks one training step or one inference pass, and
+    keeps what it recorded for extrapolate().
     """
 
     def __init__(self, build: Callable[[], nn.Module], config: StepConfig):
@@ -138,6 +141,8 @@ class CpuEstimator:
         self.params_bytes = param_bytes(self.step.model)
         self.grads_bytes = sum(p.numel() * p.element_size() for p in self.step.model.parameters() if p.requires_grad)
         self._warm = False
+        self._recorded: dict[tuple[str, int, int], RecordedStep] = {}     # (mode, image_size, batch)
+        self._lines: dict[tuple[str, int, int, int], Optional[StepLine]] = {}
 
     @property
     def optimizer_state_bytes(self) -> int:
@@ -148,7 +153,7 @@ class CpuEstimator:
         counts weights, buffers, the input and what the pass allocates: the fake Adam state of an
         earlier training estimate is alive but, as for a freshly built model, not counted. The step
         casts as CUDA autocast would (autocast_policy): the estimate predicts a GPU."""
-        return self._run(mode, batch=batch, image_size=image_size)
+        return self._run(mode, batch=batch, image_size=image_size)[0]
 
     def estimate(self, mode: str, *, batch: int, image_size: int,
                  warmup_steps: int = Settings.warmup_steps) -> StepEstimate:
@@ -156,13 +161,36 @@ class CpuEstimator:
         of the training step measured after `warmup_steps` warm-up steps, or of the inference pass
         of a freshly built model (reserved.py). The replay costs milliseconds beside the fake step."""
         rec = StepRecording()
-        allocated = self._run(mode, batch=batch, image_size=image_size, recording=rec)
+        allocated, step_peak = self._run(mode, batch=batch, image_size=image_size, recording=rec)
+        self._recorded[(mode, image_size, batch)] = RecordedStep(rec, allocated, step_peak)
         reserved = predicted_reserved(mode, rec, self.step, warmup_steps=warmup_steps)
         return StepEstimate(allocated_bytes=allocated, reserved_bytes=reserved)
 
-    def _run(self, mode: str, *, batch: int, image_size: int, recording: Optional[StepRecording] = None) -> int:
-        """One fake training step or inference pass; returns peak()'s figure. With `recording`, the
-        storages made for the batch and those the step creates and releases are recorded there."""
+    def extrapolate(self, mode: str, *, batch: int, image_size: int,
+                    warmup_steps: int = Settings.warmup_steps) -> Optional[StepEstimate]:
+        """estimate()'s figures at `batch` without a fake step: the recording there is drawn from the
+        two largest batches estimate() recorded for this mode and image size (extrapolation.StepLine;
+        the largest, as the batches asked for are mostly larger still) and replayed. None with fewer
+        than two recordings, where they do not align, or where a size would not be whole bytes."""
+        batches = sorted(b for m, s, b in self._recorded if (m, s) == (mode, image_size))[-2:]
+        if len(batches) < 2:
+            return None
+        key = (mode, image_size, *batches)
+        if key not in self._lines:
+            self._lines[key] = StepLine.through(*((b, self._recorded[mode, image_size, b]) for b in batches))
+        line = self._lines[key]
+        made = None if line is None else line.at(batch)
+        if made is None:
+            return None
+        recording, allocated = made
+        reserved = predicted_reserved(mode, recording, self.step, warmup_steps=warmup_steps)
+        return StepEstimate(allocated_bytes=allocated, reserved_bytes=reserved)
+
+    def _run(self, mode: str, *, batch: int, image_size: int,
+             recording: Optional[StepRecording] = None) -> tuple[int, int]:
+        """One fake training step or inference pass; returns peak()'s figure and the part of it the
+        step's own storages made. With `recording`, the storages made for the batch and those the
+        step creates and releases are recorded there."""
         rec = recording
         trace = None if rec is None else rec.step
         with self._mode, cuda_autocast_policy():
@@ -182,11 +210,12 @@ class CpuEstimator:
                 finally:
                     if hook is not None:
                         hook.remove()
-                return self.params_bytes + self.optimizer_state_bytes + _tensor_bytes((x, y)) + tracker.peak_bytes
+                held = self.params_bytes + self.optimizer_state_bytes + _tensor_bytes((x, y))
+                return held + tracker.peak_bytes, tracker.peak_bytes
             tracker = LiveStorageTracker(existing=[*_state_tensors(self.step), x], trace=trace)
             with tracker:
                 self.step.infer(x)
-            return self.params_bytes + _tensor_bytes((x,)) + tracker.peak_bytes
+            return self.params_bytes + _tensor_bytes((x,)) + tracker.peak_bytes, tracker.peak_bytes
 
 
 def _as_fake(model: nn.Module, mode) -> nn.Module:

@@ -13,20 +13,22 @@ CPU estimate of its tensors (allocated), the caching allocator's model of them p
 workspaces (reserved), and that plus the CUDA context, lazily loaded kernels and library handles
 (what nvidia-smi would show). A batch fits when the band's upper end is within the budget, so a
 predicted batch is one that fits the whole device's use, not only the tensors: a prediction,
-labelled so.
+labelled so. Once the estimator holds two recordings of the step (the memory stage's count), the
+search runs on their extrapolation (CpuEstimator.extrapolate: milliseconds, not a fake step) and
+estimates only its answer and the batch above it, which keep it exact.
 """
 from __future__ import annotations
 
 import os
 import time
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 import torch.nn as nn
 
 from .cuda_overheads import MemoryBand, Overheads, band, overheads_for
 from .maxbatch import ProbeOutcome, search_from_smallest_runnable
-from .memory import (CpuEstimator, CudaAllocatorCounter, PeakCounter, drop_training_state,
+from .memory import (CpuEstimator, CudaAllocatorCounter, PeakCounter, StepEstimate, drop_training_state,
                      release_cuda_memory)
 from .results import MaxBatchResult, ProbeRecord, Settings
 from .training import StepConfig, TrainStep
@@ -44,13 +46,14 @@ def is_cuda_oom(exc: BaseException) -> bool:
 
 def search_max_batch(build: Callable[[], nn.Module], config: StepConfig, settings: Settings, *,
                      mode: str, on_probe: Callable[[ProbeOutcome], None] | None = None,
-                     estimator: CpuEstimator | None = None) -> MaxBatchResult:
+                     estimator: CpuEstimator | None = None, replay: bool = True) -> MaxBatchResult:
     """The largest batch for `mode` ("train" or "infer") within settings.memory_budget_bytes;
-    `on_probe` hears each probe's outcome as it lands (for a live display)."""
+    `on_probe` hears each probe's outcome as it lands (for a live display). On the CPU, `replay`
+    lets the search guess probes from the estimator's recordings (the same answer, fewer estimates)."""
     on_probe = on_probe or (lambda outcome: None)
     if config.device.type == "cuda":
         return _cuda_search(build, config, settings, mode, on_probe)
-    return _predicted_search(estimator or CpuEstimator(build, config), settings, mode, on_probe)
+    return _predicted_search(estimator or CpuEstimator(build, config), settings, mode, on_probe, replay=replay)
 
 
 def _result(mode, search, budget, *, began, method_prefix, refused="") -> MaxBatchResult:
@@ -78,27 +81,41 @@ def predicted_band(estimator: CpuEstimator, overheads: Overheads, mode: str, *, 
     """The band of one training step (measured after `warmup_steps`) or inference pass at `batch`, in
     bytes: the estimate's tensors, the allocator model's reserved bytes plus cuBLAS workspaces, and
     what nvidia-smi would show."""
-    step = estimator.estimate(mode, batch=batch, image_size=image_size, warmup_steps=warmup_steps)
+    return _band(estimator.estimate(mode, batch=batch, image_size=image_size, warmup_steps=warmup_steps),
+                 overheads, mode)
+
+
+def _band(step: StepEstimate, overheads: Overheads, mode: str) -> MemoryBand:
     return band(step.allocated_bytes, step.reserved_bytes, overheads.row, mode)
 
 
-def _predicted_search(estimator: CpuEstimator, settings: Settings, mode: str, on_probe) -> MaxBatchResult:
+def _predicted_search(estimator: CpuEstimator, settings: Settings, mode: str, on_probe, *,
+                      replay: bool) -> MaxBatchResult:
     """Largest b whose band's upper end fits the budget. The search fits its line to the upper ends
-    (the probes' peak_bytes it sees); the stored probes keep the tensors' bytes beside them."""
+    (the probes' peak_bytes it sees); the stored probes keep the tensors' bytes beside them. With
+    `replay`, extrapolated estimates guess the probes (maxbatch.find_max_batch's `predict`)."""
     began = time.perf_counter()
     budget = settings.memory_budget_bytes or DEFAULT_PREDICTION_BUDGET_BYTES
     overheads = target_overheads(settings)
     bands: dict[int, MemoryBand] = {}
 
+    def outcome(batch: int, upper_bytes: int) -> ProbeOutcome:
+        return ProbeOutcome(batch=batch, fits=upper_bytes <= budget, peak_bytes=upper_bytes)
+
     def fits(batch: int) -> ProbeOutcome:
         bands[batch] = predicted_band(estimator, overheads, mode, batch=batch, image_size=settings.image_size,
                                       warmup_steps=settings.warmup_steps)
-        outcome = ProbeOutcome(batch=batch, fits=bands[batch].device_bytes <= budget,
-                               peak_bytes=bands[batch].device_bytes)
-        on_probe(outcome)
-        return outcome
+        probed = outcome(batch, bands[batch].device_bytes)
+        on_probe(probed)
+        return probed
 
-    search, refused = search_from_smallest_runnable(fits, budget_bytes=budget, multiple_of=settings.multiple_of)
+    def predict(batch: int) -> Optional[ProbeOutcome]:
+        step = estimator.extrapolate(mode, batch=batch, image_size=settings.image_size,
+                                     warmup_steps=settings.warmup_steps)
+        return None if step is None else outcome(batch, _band(step, overheads, mode).device_bytes)
+
+    search, refused = search_from_smallest_runnable(fits, budget_bytes=budget, multiple_of=settings.multiple_of,
+                                                    predict=predict if replay else None)
     probes = tuple(ProbeRecord(p.batch, p.fits, bands[p.batch].allocated_bytes, bands[p.batch].device_bytes)
                    for p in search.probes)
     at_answer = bands.get(search.max_batch)

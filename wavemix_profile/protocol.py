@@ -5,8 +5,11 @@ stdout and stderr, which a model's own prints share, carry nothing the parent pa
 is one JSON object per line: the index of the request it is about, its kind, and its fields.
 `decode` turns a line back into a typed message or raises ProtocolError; nothing is space-split.
 
-A measurement reports, in order: Started, any number of Stage and Probe events, then Finished
-with its Result. Stage and Probe are also what `measure` hands its `on_event` callback in-process.
+A measurement reports, in order: Started, any number of Stage, Probe and Timing events, then
+Finished with its Result. Stage, Probe and Timing are also what `measure` hands its `on_event`
+callback in-process. After Timing(begins=True) a measuring child waits for its parent's go-ahead,
+one byte on its lifeline (worker.py), so that its parent can first stop every other child of the
+run (isolation.TimeAlone): timed blocks run alone.
 """
 from __future__ import annotations
 
@@ -45,16 +48,24 @@ class Probe:
 
 
 @dataclass(frozen=True)
+class Timing:
+    """Timed blocks begin (begins=True: nothing else of the run may run now) or have ended."""
+
+    begins: bool
+
+
+@dataclass(frozen=True)
 class Finished:
     """The request's Result (an error Result when the measurement failed)."""
 
     result: Result
 
 
-Event = Union[Stage, Probe]
-Message = Union[Started, Stage, Probe, Finished]
-_KINDS = {cls.__name__.lower(): cls for cls in (Started, Stage, Probe, Finished)}
-_FIELD_TYPES = {"name": str, "mode": str, "batch": int, "fits": bool, "peak_bytes": (int, type(None))}
+Event = Union[Stage, Probe, Timing]
+Message = Union[Started, Stage, Probe, Timing, Finished]
+_KINDS = {cls.__name__.lower(): cls for cls in (Started, Stage, Probe, Timing, Finished)}
+_FIELD_TYPES = {"name": str, "mode": str, "batch": int, "fits": bool, "peak_bytes": (int, type(None)),
+                "begins": bool}
 
 
 def encode(request: int, message: Message) -> bytes:

@@ -5,18 +5,22 @@ starts it (Store.try_claim; the OS drops a claim when its process dies), and lea
 another run holds until last. It then waits for that run to finish them and, with resume, takes
 its results instead of measuring them again.
 
-Where the measurements run is an Executor: one child at a time here (Sequential, the default),
-one per device of this node (devices.py) or Ray tasks (ray_runner.py). Whichever it is, only this
+Where the measurements run is an Executor: one child at a time here (Sequential), several models'
+children at once on this machine's CPU, each timing alone (Lanes), one per device of this node
+(devices.py) or Ray tasks (ray_runner.py). Whichever it is, only this
 module claims, appends and releases, in the calling thread.
 """
 from __future__ import annotations
 
 import dataclasses
+import queue
+import threading
 from collections import deque
 from typing import Callable, Iterable, Iterator, Optional, Protocol
 
 from .errors import Interrupted
-from .isolation import DEFAULT_TIMEOUT_S, iter_isolated
+from .host import usable_cores
+from .isolation import DEFAULT_TIMEOUT_S, RunClosed, TimeAlone, iter_isolated
 from .measure import validate
 from .protocol import Event
 from .results import Result, Settings
@@ -87,6 +91,81 @@ class Sequential:
             self._running = None
 
 
+MAX_CPU_LANES = 2  # CPU lanes a run uses by default, at most one per core: the untimed stages are one thread each
+
+
+def default_cpu_lanes() -> int:
+    """Lanes for a CPU run: one per core this process may use, up to MAX_CPU_LANES."""
+    return max(1, min(MAX_CPU_LANES, usable_cores()))
+
+
+class Lanes:
+    """Several measurements at once on this machine: each lane runs one child at a time
+    (iter_isolated), one request each, in a thread of its own. The lanes share one isolation.TimeAlone, so while
+    a child times every other is stopped: untimed stages (params, FLOPs, the memory estimate, the
+    max-batch search) overlap, each on its share of the cores, and timed blocks have the machine
+    (every core) to themselves. For the CPU: two children on one GPU would share its memory and
+    answer each other's questions."""
+
+    def __init__(self, lanes: int, timeout_s: Optional[float] = DEFAULT_TIMEOUT_S):
+        self.lanes, self.timeout_s = lanes, timeout_s
+        self._alone = TimeAlone(untimed_threads=max(1, usable_cores() // lanes))
+        self._running = 0
+        self._threads: list[threading.Thread] = []
+        self._landed: queue.Queue = queue.Queue()  # (kind, payload) from the lane threads
+
+    def groups(self, requests: list[Settings]) -> list[list[Settings]]:
+        return [[settings] for settings in requests]  # a child per size too: the lanes finish together
+
+    def free(self) -> int:
+        return self.lanes - self._running
+
+    def busy(self) -> bool:
+        return self._running > 0
+
+    def submit(self, group, on_event) -> None:
+        self._running += 1
+        self._threads = [t for t in self._threads if t.is_alive()]
+        self._threads.append(threading.Thread(target=self._run, args=(group, on_event), name="lane", daemon=True))
+        self._threads[-1].start()
+
+    def _run(self, group: list[Settings], on_event) -> None:
+        forward = (lambda index, event: self._landed.put(("event", (on_event, group[index], event)))) \
+            if on_event else None
+        try:
+            for result in iter_isolated(group, on_event=forward, timeout_s=self.timeout_s, alone=self._alone):
+                self._landed.put(("result", result))
+        except RunClosed:
+            pass
+        except BaseException as exc:  # noqa: BLE001 - raised again in the runner's thread
+            self._landed.put(("error", exc))
+        finally:
+            self._landed.put(("done", None))
+
+    def next_result(self, timeout_s: Optional[float] = None) -> Optional[Result]:
+        """Events are handed to their callbacks here, in the caller's thread."""
+        while True:
+            try:
+                kind, payload = self._landed.get(timeout=timeout_s)
+            except queue.Empty:
+                return None
+            if kind == "event":
+                callback, settings, event = payload
+                callback(settings, event)
+            elif kind == "done":
+                self._running -= 1
+                return None
+            elif kind == "error":
+                raise payload
+            else:
+                return payload
+
+    def close(self) -> None:
+        self._alone.kill_all()  # the lane threads then see their children's channels close
+        for thread in self._threads:
+            thread.join(timeout=10)
+
+
 def run_all(requests: Iterable[Settings], store: Store, *, resume: bool = False, keep_errors: bool = False,
             timeout_s: Optional[float] = DEFAULT_TIMEOUT_S, command: Optional[str] = None,
             on_start: Callable[[Settings], None] | None = None,
@@ -97,10 +176,10 @@ def run_all(requests: Iterable[Settings], store: Store, *, resume: bool = False,
     store lacks (with resume) or all of them. With resume a stored error is measured again unless
     keep_errors. `command` (the command line) is stored with each record. `executor` runs the
     measurements (default: Sequential(timeout_s), one child at a time; another executor brings its
-    own time limit). Returns one Result per distinct request, in request order: this run's, or with
+    own time limit; default local_executor). Returns one Result per distinct request, in request order: this run's, or with
     resume the stored one it skipped. Ctrl-C or SIGTERM raises Interrupted."""
     requests = list({s.key(): s for s in requests}.values())
-    executor = executor or Sequential(timeout_s)
+    executor = executor or local_executor(requests, timeout_s)
     check = getattr(executor, "validate", validate)  # an executor whose devices are elsewhere checks there
     for settings in requests:
         check(settings)
@@ -110,6 +189,16 @@ def run_all(requests: Iterable[Settings], store: Store, *, resume: bool = False,
     except KeyboardInterrupt:
         raise Interrupted(len(run.fresh)) from None
     return [run.fresh.get(s.key()) or run.stored[s.key()] for s in requests]
+
+
+def local_executor(requests: list[Settings], timeout_s: Optional[float] = DEFAULT_TIMEOUT_S) -> Executor:
+    """This machine: several CPU requests in lanes (Lanes, default_cpu_lanes of them), anything else
+    one child at a time."""
+    lanes = default_cpu_lanes()
+    cpu_only = all(s.device == "cpu" for s in requests)
+    if cpu_only and lanes > 1 and len(requests) > 1:
+        return Lanes(lanes, timeout_s)
+    return Sequential(timeout_s)
 
 
 class _Run:

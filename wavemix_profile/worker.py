@@ -1,14 +1,16 @@
 """Child-process entry point: measure a list of Settings (one model), reporting on a private pipe.
 
-`python -m wavemix_profile.worker CHANNEL_FD LIFELINE_FD`, with the requests as a JSON list on
-stdin. Every message goes to CHANNEL_FD (see protocol.py); stdout and stderr belong to the model.
+`python -m wavemix_profile.worker CHANNEL_FD LIFELINE_FD`, with a JSON object on stdin: the
+requests, and the threads its untimed stages may use (null: all; a share of the cores when other
+children run beside it: isolation.TimeAlone). Every message goes to CHANNEL_FD (see protocol.py); stdout and stderr belong to the model.
 Any exception, or a SystemExit from model code, becomes the request's error Result, so the parent
 gets a record for every request unless the process itself dies (a signal, the OOM killer, os._exit),
 which the parent turns into one.
 
 LIFELINE_FD is the read end of a pipe whose write end only the parent holds: when it reads
 end-of-file the parent is gone (SIGKILL included), and the child kills its own process group, so no
-measurement outlives the run that asked for it.
+measurement outlives the run that asked for it. The parent writes one byte on it for each
+Timing(begins=True) the child sends: the go-ahead to time (protocol.py).
 
 `python -m wavemix_profile.worker --serve CONTROL_FD` runs the fork server (forkserver.py), whose
 children run measure_all as this process would.
@@ -28,16 +30,17 @@ import time
 import traceback
 from typing import Optional
 
-from .protocol import Finished, Message, Stage, Started, encode
+from .protocol import Finished, Message, Stage, Started, Timing, encode
 
 TRACE_ENV = "WAVEMIX_PROFILE_TRACE"
 SERVE = "--serve"  # the first argument that makes this process the fork server
+_GO = threading.Event()  # the parent's go-ahead to time: a byte on the lifeline
 
 
 def die_with_parent(lifeline_fd: int) -> None:
     def watch() -> None:
-        while os.read(lifeline_fd, 1024):  # the parent never writes; b"" means its end closed
-            pass
+        while os.read(lifeline_fd, 1024):  # a byte is a go-ahead to time; b"" means the parent's end closed
+            _GO.set()
         os.killpg(os.getpgid(0), signal.SIGKILL)  # this child and anything it started
 
     threading.Thread(target=watch, name="lifeline", daemon=True).start()
@@ -98,28 +101,37 @@ def main(argv: list[str]) -> int:
     return 0
 
 
+TIMED_PHASE = "throughput, timed alone"  # the trace's name for the part between the Timing events
+
+
 def measure_all(channel_fd: int, trace: Trace) -> None:
     """Measure each request read from stdin in turn, sending its messages (Started, Stage, Probe,
-    Finished) on the channel."""
+    Timing, Finished) on the channel."""
     from .measure import describe_failure, error_result, measure
     from .results import settings_from_dict
     channel = os.fdopen(channel_fd, "wb")
-    requests = [settings_from_dict(item) for item in json.load(sys.stdin)]
+    payload = json.load(sys.stdin)
+    requests = [settings_from_dict(item) for item in payload["requests"]]
     for index, settings in enumerate(requests):
         stage = ["set-up"]
 
         def send(message: Message, index: int = index) -> None:
-            if isinstance(message, (Stage, Finished)):
+            if isinstance(message, (Stage, Finished, Timing)):
                 trace.phase(stage[0], settings)
-                stage[0] = message.name if isinstance(message, Stage) else ""
+                stage[0] = (message.name if isinstance(message, Stage) else
+                            (TIMED_PHASE if message.begins else "throughput") if isinstance(message, Timing) else "")
             channel.write(encode(index, message))
             channel.flush()
+            if isinstance(message, Timing) and message.begins:
+                _GO.wait()  # until the parent has stopped the run's other children
+                _GO.clear()
+                trace.mark()  # time spent waiting for the others to stop is nobody's phase
 
         send(Started())
         trace.mark()
         began = time.perf_counter()
         try:
-            result = measure(settings, on_event=send)
+            result = measure(settings, on_event=send, untimed_threads=payload["untimed_threads"])
         except (Exception, SystemExit) as exc:  # every failure of a model becomes its row's error
             traceback.print_exc(file=sys.stderr)
             result = error_result(settings, describe_failure(exc), time.perf_counter() - began)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ..protocol import Event, Probe
+from ..protocol import Event, Probe, Stage
 from ..results import MEASUREMENTS, Result, Settings
 
 # Stages a measurement reports (protocol.Stage events), in order; max-batch reports two.
@@ -42,10 +42,12 @@ class MeasureProgress:
     def event(self, settings: Settings, event: Event) -> None:
         if isinstance(event, Probe):
             name = f"max-batch ({event.mode}) probe {event.batch:,}: {'fits' if event.fits else 'out of memory'}"
-        else:
+        elif isinstance(event, Stage):
             name = event.name
             if name != "params":  # a stage marks the end of the one before it
                 self._advance(settings)
+        else:  # protocol.Timing: the throughput stage's description stands
+            return
         self._progress.update(self._task, description=f"{settings.model} @ {settings.image_size} px: {name}")
 
     def done(self, settings: Settings, result: Result | None) -> None:

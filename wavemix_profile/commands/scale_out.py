@@ -52,11 +52,14 @@ def placement(args) -> Iterator[Placement]:
         return
     if args.devices:
         from ..devices import DevicePool, parse_devices
-        from .compare import parse_skip
-        slots = parse_devices(args.devices, skip=parse_skip(args.skip or []))
+        slots = parse_devices(args.devices)
         device = slots[0].device
-        first = "cpu" if device == "cpu" else slots[0].label
-        name = _device_name(first)
+        if device == "cpu":  # CPU slots share the cores: lanes that time alone
+            from ..runner import Lanes
+            yield Placement(device, device_slug(_device_name(device)), Lanes(len(slots), timeout_s=args.timeout),
+                            validate)
+            return
+        name = _device_name(slots[0].label)
         yield Placement(device, device_slug(name), DevicePool(slots, timeout_s=args.timeout), validate)
         return
     device = args.device or default_device()

@@ -5,14 +5,19 @@ Never imports torch or pyplot: figures are ``matplotlib.figure.Figure`` on the A
 from __future__ import annotations
 
 import math
+import os
+import threading
+import traceback
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.layout_engine import ConstrainedLayoutEngine
 from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
 from ..atomic import replacing
+from ..host import usable_cores
 from ..models import FAMILIES
 from ..results import Result
 from .columns import devices
@@ -114,7 +119,10 @@ def freeze_layout(fig: Figure) -> None:
 
 
 def save_figure(fig: Figure, out: Path, name: str) -> list[Path]:
-    """NAME.png and NAME.svg in `out`, each replaced atomically: a failed save leaves the old file."""
+    """NAME.png and NAME.svg in `out`, each replaced atomically: a failed save leaves the old file.
+    The layout is run once for both (each save would run a constrained layout again)."""
+    if isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine):
+        freeze_layout(fig)
     paths = []
     for fmt in FORMATS:
         path = out / f"{name}.{fmt}"
@@ -122,3 +130,32 @@ def save_figure(fig: Figure, out: Path, name: str) -> list[Path]:
             fig.savefig(tmp, format=fmt, dpi=DPI, metadata={"Date": None} if fmt == "svg" else None)
         paths.append(path)
     return paths
+
+
+def save_figures(figures: Sequence[tuple[str, Figure]], out: Path) -> list[Path]:
+    """save_figure for each (name, figure), the paths in that order. With a second core and no
+    other thread in this process, a forked child saves every other figure meanwhile: rendering is
+    most of the time a report takes."""
+    if not figures:
+        return []
+    out.mkdir(parents=True, exist_ok=True)
+    split = len(figures) > 1 and usable_cores() > 1 and threading.active_count() == 1 and hasattr(os, "fork")
+    theirs = figures[1::2] if split else []
+    pid = os.fork() if theirs else None
+    if pid == 0:  # the child: its half, then out without running the parent's exit handlers
+        code = 1
+        try:
+            for name, fig in theirs:
+                save_figure(fig, out, name)
+            code = 0
+        except BaseException:  # noqa: BLE001 - told to the parent by the exit status
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    saved = {name: save_figure(fig, out, name) for name, fig in (figures[0::2] if theirs else figures)}
+    if pid:
+        _, status = os.waitpid(pid, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise OSError(f"could not save the charts {', '.join(name for name, _ in theirs)} (the error is above)")
+        saved.update({name: [out / f"{name}.{fmt}" for fmt in FORMATS] for name, _ in theirs})
+    return [path for name, _ in figures for path in saved[name]]

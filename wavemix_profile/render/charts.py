@@ -18,7 +18,7 @@ from ..results import Result
 from .chart_accuracy import accuracy_charts
 from .chart_costs import images_per_joule, max_batch, memory_vs_params, throughput
 from .chart_paper import paper_vs_measured
-from .chart_style import FAMILY_COLOURS, FORMATS, OTHER_COLOUR, save_figure
+from .chart_style import FAMILY_COLOURS, FORMATS, OTHER_COLOUR, save_figures
 
 __all__ = ["CHARTS", "FAMILY_COLOURS", "FORMATS", "OTHER_COLOUR", "images_per_joule", "max_batch",
            "memory_vs_params", "paper_vs_measured", "throughput", "write_charts"]
@@ -44,10 +44,4 @@ def write_charts(results: Sequence[Result], out_dir: str | Path,
     out = Path(out_dir)
     figures = [(name, make(results)) for name, make in CHARTS]
     figures += accuracy_charts(results, chart_accuracies() if accuracies is None else accuracies)
-    written = []
-    for name, fig in figures:
-        if fig is None:
-            continue
-        out.mkdir(parents=True, exist_ok=True)
-        written += save_figure(fig, out, name)
-    return written
+    return save_figures([(name, fig) for name, fig in figures if fig is not None], out)
