@@ -413,3 +413,34 @@ def test_paper_vs_measured_names_the_device_of_a_model_compared_on_two(mixed):
     names = {t.get_text() for ax in fig.axes for t in ax.get_yticklabels()}
     assert {f"WaveMix-128/7 [{H100}]", f"WaveMix-128/7 [{CPU}]", "ResNet-18"} <= names
     assert sum(len(c.get_offsets()) for ax in fig.axes for c in ax.collections) == len(compare_with_paper(mixed))
+
+
+def _figure(title: str):
+    from wavemix_profile.render.chart_style import new_figure
+    fig, axes = new_figure(1, 1)
+    axes[0].plot([1, 2, 3], [3, 1, 2])
+    fig.suptitle(title)
+    return fig
+
+
+@pytest.mark.parametrize("threads", [False, True])
+def test_save_figures_writes_every_figure_in_order_split_or_not(tmp_path, threads):
+    """Split between this process and a forked child (no other thread), or all here (another thread
+    alive): the same files either way, each a whole PNG and SVG."""
+    import threading
+    from wavemix_profile.render.chart_style import save_figures
+    figures = [(f"chart{i}", _figure(f"title {i}")) for i in range(3)]
+    hold = threading.Event()
+    other = threading.Thread(target=hold.wait) if threads else None
+    if other:
+        other.start()
+    try:
+        paths = save_figures(figures, tmp_path / "out")
+    finally:
+        hold.set()
+    assert [p.name for p in paths] == [f"chart{i}.{fmt}" for i in range(3) for fmt in ("png", "svg")]
+    for i in range(3):
+        assert (tmp_path / "out" / f"chart{i}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        svg = (tmp_path / "out" / f"chart{i}.svg").read_text()
+        assert svg.startswith("<?xml") and svg.rstrip().endswith("</svg>")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(p.name for p in paths)

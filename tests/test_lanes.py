@@ -84,7 +84,7 @@ def test_no_child_starts_while_one_times_and_none_after_the_run_stops(tmp_path):
 
 
 def logged_models(tmp_path: Path) -> Path:
-    """Two small models that log each forward pass: pid, time, fake tensors or real, batch."""
+    """Two small models that log each forward pass: pid, time, fake tensors or real, batch, training."""
     path = tmp_path / "logged.py"
     path.write_text(textwrap.dedent(f"""
         import os, time
@@ -100,7 +100,8 @@ def logged_models(tmp_path: Path) -> Path:
             def forward(self, x):
                 from torch._subclasses.fake_tensor import FakeTensor
                 with open(LOG, "a") as fh:
-                    fh.write(f"{{os.getpid()}} {{time.monotonic()}} {{int(isinstance(x, FakeTensor))}} {{x.shape[0]}}\\n")
+                    fh.write(f"{{os.getpid()}} {{time.monotonic()}} {{int(isinstance(x, FakeTensor))}} {{x.shape[0]}} "
+                             f"{{int(self.training)}}\\n")
                 return self.body(x)
 
         def narrow(*, num_classes, image_size):
@@ -125,13 +126,15 @@ def test_two_lanes_overlap_untimed_stages_and_time_alone(tmp_path):
     assert [r.error for r in results] == [None, None]
     assert all(r.throughput.train_images_per_s > 0 and r.max_batch_train.max_batch > 0 for r in results)
     log = [line.split() for line in (tmp_path / "forwards.log").read_text().splitlines()]
-    calls = [(int(pid), float(t), fake == "1", int(batch)) for pid, t, fake, batch in log]
+    calls = [(int(pid), float(t), fake == "1", int(batch), training == "1") for pid, t, fake, batch, training in log]
     pids = sorted({c[0] for c in calls})
     assert len(pids) == 2
     spans = {pid: (min(t for p, t, *_ in calls if p == pid), max(t for p, t, *_ in calls if p == pid)) for pid in pids}
     assert spans[pids[0]][0] < spans[pids[1]][1] and spans[pids[1]][0] < spans[pids[0]][1], "the lanes never overlapped"
     for pid in pids:
-        timed = [t for p, t, fake, batch in calls if p == pid and not fake and batch == TIMED_BATCH]
+        throughput = [(t, training) for p, t, fake, batch, training in calls
+                      if p == pid and not fake and batch == TIMED_BATCH]
+        timed = [t for t, _ in throughput]
         assert len(timed) >= 2 * (1 + 1 + 5)  # train and infer: warm-up, calibration, five blocks
         inside = [c for c in calls if c[0] != pid and min(timed) <= c[1] <= max(timed)]
         assert inside == [], f"{len(inside)} forward passes of another model ran while {pid} timed"

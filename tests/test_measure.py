@@ -110,6 +110,27 @@ def test_throughput_result_keeps_every_block():
     assert result.min_block_s == 0.01
 
 
+def test_warm_up_calibration_and_blocks_all_run_alone():
+    import contextlib
+    step = TrainStep(tiny_cnn(num_classes=10, image_size=16), StepConfig(device=CPU, amp="off", num_classes=10))
+    inside, calls = [False], []
+    for mode in ("train", "infer"):
+        def logged(*args, run=getattr(step, mode), mode=mode, **kwargs):
+            calls.append((mode, inside[0]))
+            return run(*args, **kwargs)
+        setattr(step, mode, logged)
+
+    @contextlib.contextmanager
+    def alone():
+        inside[0] = True
+        yield
+        inside[0] = False
+    timing = TimingSettings(batch_size=2, warmup=2, iterations=1, repeats=3, min_block_s=None)
+    measure_throughput(step, timing, image_size=16, alone=alone)
+    # each mode's warm-up, then its blocks (3 of 1 call; no calibration without min_block_s), all inside
+    assert calls == [("train", True)] * (2 + 3) + [("infer", True)] * (2 + 3)
+
+
 def test_throughput_on_cpu_times_bf16_when_fp16_is_asked():
     step = TrainStep(tiny_cnn(num_classes=10, image_size=16), StepConfig(device=CPU, amp="fp16", num_classes=10))
     result = measure_throughput(step, TimingSettings(batch_size=4, warmup=1, iterations=2, repeats=2), image_size=16)

@@ -193,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_accuracy(p)
     _add_timeout(p)
     _add_scale_out(p)
-    p.set_defaults(func=lambda a: _run("compare", "run_compare", a))
+    p.set_defaults(func=lambda a: _run("compare", "run_compare", a, measures=True))
 
     from .commands.scale import SCALE_MODELS, SCALE_SIZES
     p = sub.add_parser("scale", help="cost against image size: MACs, peak training memory and max training batch, "
@@ -211,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="skip measurements already in DIR/results.jsonl; stored errors are measured again")
     p.add_argument("--keep-errors", action="store_true", help="with --resume, skip stored errors too")
     _add_timeout(p)
-    p.set_defaults(func=lambda a: _run("scale", "run_scale", a))
+    p.set_defaults(func=lambda a: _run("scale", "run_scale", a, measures=True))
 
     p = sub.add_parser("max-batch", help="the largest batch that trains or infers within a memory budget",
                        epilog="examples:\n  wavemix-profile max-batch WaveMix-256/7 --memory-budget 16GiB\n"
@@ -279,8 +279,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run(module: str, function: str, args) -> int:
+def _run(module: str, function: str, args, *, measures: bool = False) -> int:
+    """The command's run function; a command that measures in children starts their fork server
+    first, so its imports overlap the command's own (torch)."""
     import importlib
+    here = getattr(args, "ray", None) is None and set(getattr(args, "devices", None) or ["cpu"]) == {"cpu"}
+    if measures and here:  # not the slot processes of GPUs (devices.py) nor Ray's workers, which fork their own
+        from .forkserver import start_server
+        start_server()
     return getattr(importlib.import_module(f".commands.{module}", __package__), function)(args)
 
 

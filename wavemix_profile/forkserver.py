@@ -129,22 +129,36 @@ _lock = threading.Lock()
 _state: dict = {"server": None, "broken": False}
 
 
+def _current_server() -> Optional[_Server]:
+    """This run's server for the present environment and folder, started if need be (hold _lock);
+    None where no server is to be used (FORK_SERVER_ENV=0, not Linux, or it failed)."""
+    if os.environ.get(FORK_SERVER_ENV, "1") == "0" or not sys.platform.startswith("linux") or _state["broken"]:
+        return None
+    key = (sys.executable, os.getcwd(), tuple(sorted(os.environ.items())))
+    server = _state["server"]
+    if server is None or server.key != key:  # what a fresh child would inherit has changed
+        if server is None:
+            atexit.register(_close_server)
+        else:
+            server.close()
+        server = _state["server"] = _Server(key)
+    return server
+
+
+def start_server() -> None:
+    """Start this run's server now, so that its imports overlap the caller's own (a command that
+    will measure calls it first thing); fork_child uses it while nothing a child inherits changes."""
+    with _lock:
+        _current_server()
+
+
 def fork_child(*, stdin: int, output: int, channel: int, lifeline: int) -> Optional[Forked]:
     """A measuring child on these pipes (the ends it keeps), forked by this run's server, started on
     first use; None where no server is to be used (FORK_SERVER_ENV=0, not Linux, or it failed)."""
-    if os.environ.get(FORK_SERVER_ENV, "1") == "0" or not sys.platform.startswith("linux"):
-        return None
-    key = (sys.executable, os.getcwd(), tuple(sorted(os.environ.items())))
     with _lock:
-        if _state["broken"]:
+        server = _current_server()
+        if server is None:
             return None
-        server = _state["server"]
-        if server is None or server.key != key:  # what a fresh child would inherit has changed
-            if server is None:
-                atexit.register(_close_server)
-            else:
-                server.close()
-            server = _state["server"] = _Server(key)
         try:
             return server.fork((stdin, output, channel, lifeline))
         except OSError as exc:

@@ -5,6 +5,7 @@ model, which is what the CLI does. `validate` checks a request before anything r
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import re
 import time
@@ -246,8 +247,9 @@ def _throughput(build, config: StepConfig, settings: Settings, flops: FlopsResul
                 on_event: Callable[[Event], None] = lambda event: None):
     """Images/s, MFU (the peak looked up by `device_name`, the environment's name for the device:
     an unknown device, every CPU among them, gets none) and energy (energy.open_energy_meter).
-    The model is built first; Timing events bracket the warm-up and timed blocks alone, so a run
-    that stops its other children while this one times (isolation.TimeAlone) stops them no longer."""
+    Timing events bracket the warm-up, calibration and timed blocks (not the model's build), so a
+    run that stops its other children while this one times (isolation.TimeAlone) stops them no
+    longer than it must."""
     from .energy import open_energy_meter
     from .gpu_peaks import peak_flops_per_s
     from .throughput import TimingSettings, measure_throughput
@@ -257,10 +259,14 @@ def _throughput(build, config: StepConfig, settings: Settings, flops: FlopsResul
                             repeats=settings.repeats, min_block_s=settings.min_block_s)
     peak = peak_flops_per_s(device_name, timed_precision(config.amp, config.device))
     per_image = (flops.train_step_flops_per_image, flops.forward_flops_per_image) if flops else None
-    step, energy = TrainStep(build(), config), open_energy_meter(config.device)
-    on_event(Timing(begins=True))
-    try:
-        return measure_throughput(step, timing, image_size=settings.image_size, peak_flops_per_s=peak,
-                                  flops_per_image=per_image, energy=energy)
-    finally:
-        on_event(Timing(begins=False))
+    @contextlib.contextmanager
+    def alone():
+        on_event(Timing(begins=True))
+        try:
+            yield
+        finally:
+            on_event(Timing(begins=False))
+
+    return measure_throughput(TrainStep(build(), config), timing, image_size=settings.image_size,
+                              peak_flops_per_s=peak, flops_per_image=per_image,
+                              energy=open_energy_meter(config.device), alone=alone)

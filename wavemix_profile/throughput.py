@@ -1,7 +1,8 @@
 """Images per second for training steps and inference passes (the paper's Table 5).
 
 Warm-up iterations first (cuDNN autotuning, allocator growth, torch.compile), then `repeats`
-timed blocks of `iterations` calls each. With `min_block_s` the calls per block are calibrated
+timed blocks of `iterations` calls each. measure_throughput runs them, warm-up included, inside
+`alone` (a run measuring several models at once stops the others meanwhile: isolation.TimeAlone). With `min_block_s` the calls per block are calibrated
 as torch.utils.benchmark's blocked_autorange does: as many as make one block last at least that
 long (counted in an untimed first block), so that a fast model is not timed by a clock tick and
 scheduler noise. CUDA blocks are timed
@@ -20,10 +21,11 @@ MFU is images/s x FLOPs per image (train step or forward) / the device's dense p
 """
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
 from dataclasses import dataclass
-from typing import Callable, Optional, Union
+from typing import Callable, ContextManager, Optional, Union
 
 import torch
 
@@ -138,9 +140,11 @@ def measure_throughput(step: TrainStep, settings: TimingSettings, *, image_size:
                        modes: tuple[str, ...] = ("train", "infer"),
                        peak_flops_per_s: float | None = None,
                        flops_per_image: tuple[int, int] | None = None,
-                       energy: Union[EnergyMeter, Unavailable, None] = None) -> ThroughputResult:
+                       energy: Union[EnergyMeter, Unavailable, None] = None,
+                       alone: Callable[[], ContextManager] = contextlib.nullcontext) -> ThroughputResult:
     """Train and inference images/s; MFU when the device peak and the FLOPs per image
-    (train step, forward) are known; energy when `energy` is a meter, its reason when Unavailable."""
+    (train step, forward) are known; energy when `energy` is a meter, its reason when Unavailable.
+    Both modes' warm-up, calibration and timed blocks run inside `alone()`."""
     device = step.config.device
     amp = timed_precision(step.config.amp, device)
     run_amp = "off" if amp == "fp32" else amp
@@ -151,8 +155,8 @@ def measure_throughput(step: TrainStep, settings: TimingSettings, *, image_size:
     per_block: dict[str, tuple[float, ...]] = {}
     calls: dict[str, int] = {}
     used: dict[str, EnergyUse] = {}
-    for mode in ("train", "infer"):
-        if mode in modes:
+    with alone():
+        for mode in [mode for mode in ("train", "infer") if mode in modes]:
             blocks = time_blocks(runs[mode], settings, device, meter)
             per_block[mode] = tuple(block_rates(blocks, settings))
             rates[mode] = images_per_s(list(per_block[mode]))

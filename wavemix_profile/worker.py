@@ -81,7 +81,7 @@ class Trace:
             record = {"pid": os.getpid(), "phase": name,
                       "model": getattr(request, "model", None), "image_size": getattr(request, "image_size", None),
                       "wall_s": round(took if took is not None else wall - self._wall, 4),
-                      "cpu_s": round(cpu if since_start else cpu - self._cpu, 4)}
+                      "cpu_s": round(cpu if since_start else cpu - self._cpu, 4), "ended_at": round(time.time(), 3)}
             with open(self.path, "a") as fh:
                 fh.write(json.dumps(record) + "\n")
         self._wall, self._cpu = wall, cpu
