@@ -110,20 +110,8 @@ class DevicePool:
                          daemon=True).start()
 
     def next_result(self, timeout_s: Optional[float] = None) -> Optional[Result]:
-        """Events are handed to their callbacks here, in the caller's thread."""
-        while True:
-            try:
-                kind, slot, payload = self._landed.get(timeout=timeout_s)
-            except queue.Empty:
-                return None
-            if kind == "event":
-                callback, settings, event = payload
-                callback(settings, event)
-            elif kind == "done":
-                self._idle.append(slot)
-                return None
-            else:
-                return payload
+        from .runner import next_landed
+        return next_landed(self._landed, timeout_s, on_done=self._idle.append)
 
     def close(self) -> None:
         with self._lock:

@@ -130,40 +130,50 @@ class Lanes:
         self._threads[-1].start()
 
     def _run(self, group: list[Settings], on_event) -> None:
-        forward = (lambda index, event: self._landed.put(("event", (on_event, group[index], event)))) \
+        forward = (lambda index, event: self._landed.put(("event", None, (on_event, group[index], event)))) \
             if on_event else None
         try:
             for result in iter_isolated(group, on_event=forward, timeout_s=self.timeout_s, alone=self._alone):
-                self._landed.put(("result", result))
+                self._landed.put(("result", None, result))
         except RunClosed:
             pass
         except BaseException as exc:  # noqa: BLE001 - raised again in the runner's thread
-            self._landed.put(("error", exc))
+            self._landed.put(("error", None, exc))
         finally:
-            self._landed.put(("done", None))
+            self._landed.put(("done", None, None))
 
     def next_result(self, timeout_s: Optional[float] = None) -> Optional[Result]:
-        """Events are handed to their callbacks here, in the caller's thread."""
-        while True:
-            try:
-                kind, payload = self._landed.get(timeout=timeout_s)
-            except queue.Empty:
-                return None
-            if kind == "event":
-                callback, settings, event = payload
-                callback(settings, event)
-            elif kind == "done":
-                self._running -= 1
-                return None
-            elif kind == "error":
-                raise payload
-            else:
-                return payload
+        return next_landed(self._landed, timeout_s, on_done=self._lane_done)
+
+    def _lane_done(self, _tag) -> None:
+        self._running -= 1
 
     def close(self) -> None:
         self._alone.kill_all()  # the lane threads then see their children's channels close
         for thread in self._threads:
             thread.join(timeout=10)
+
+
+def next_landed(landed: queue.Queue, timeout_s: Optional[float], on_done: Callable[[object], None]) -> Optional[Result]:
+    """The next Result from the queue an executor's threads fill with (kind, tag, payload): an "event"
+    payload (callback, settings, event) is handed to its callback here, in the caller's thread; "done"
+    calls on_done(tag) and returns None; "error" raises the payload. None if nothing lands within
+    timeout_s (None: wait)."""
+    while True:
+        try:
+            kind, tag, payload = landed.get(timeout=timeout_s)
+        except queue.Empty:
+            return None
+        if kind == "event":
+            callback, settings, event = payload
+            callback(settings, event)
+        elif kind == "done":
+            on_done(tag)
+            return None
+        elif kind == "error":
+            raise payload
+        else:
+            return payload
 
 
 def run_all(requests: Iterable[Settings], store: Store, *, resume: bool = False, keep_errors: bool = False,
