@@ -9,8 +9,8 @@ measurements, with the parent's share (its start-up, validation, waiting and ren
 
 With lanes (runner.Lanes, the default for several models on a CPU with two or more cores) the
 measuring processes run side by side, so their phases' wall seconds add up to more than the run's
-and include time a process was stopped while another timed; "throughput, timed alone" is the part
-no other process ran beside. CPU seconds are each phase's own cost either way.
+and include time a process was stopped while another timed; the phase worker.TIMED_PHASE names is
+the part no other process ran beside. CPU seconds are each phase's own cost either way.
 
 Run from the repository root, with compare's own options (all of them, or a subset while iterating):
     .venv/bin/python benchmarks/demo_breakdown.py                       # the demo: the zoo at 32 and 64 px
@@ -29,11 +29,11 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from wavemix_profile.worker import TRACE_ENV
+from wavemix_profile.worker import TIMED_PHASE, TRACE_ENV
 
 COMMAND = ".venv/bin/python benchmarks/demo_breakdown.py"
 ORDER = ("start-up and imports", "fork server start-up and imports", "fork", "set-up", "params", "flops", "memory", "max-batch (train)",
-         "max-batch (infer)", "throughput", "throughput, timed alone")
+         "max-batch (infer)", "throughput", TIMED_PHASE)
 
 
 def timed(argv: list[str], env: dict) -> tuple[float, float, int]:

@@ -144,7 +144,8 @@ def _add_scale_out(p: argparse.ArgumentParser) -> None:
     """compare on several devices of this node, or on a Ray cluster (README: Scaling out)."""
     p.add_argument("--devices", nargs="+", default=None, metavar="DEVICE",
                    help="measure on these GPUs in parallel, one measuring process per GPU at a time: cuda:0 cuda:1 "
-                        "..., or all; `cpu cpu` gives two CPU lanes, each timing alone (the default on a CPU with 2+ cores)")
+                        "..., or all; `cpu cpu` gives two CPU lanes, each timing alone (the default on a CPU "
+                        "with 2+ cores)")
     p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
                    help="run each measurement as a Ray task: on the cluster at ADDRESS, `auto` for the one the "
                         "environment names (RAY_ADDRESS), or without ADDRESS a local cluster started for the run "

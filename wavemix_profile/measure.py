@@ -259,6 +259,7 @@ def _throughput(build, config: StepConfig, settings: Settings, flops: FlopsResul
                             repeats=settings.repeats, min_block_s=settings.min_block_s)
     peak = peak_flops_per_s(device_name, timed_precision(config.amp, config.device))
     per_image = (flops.train_step_flops_per_image, flops.forward_flops_per_image) if flops else None
+
     @contextlib.contextmanager
     def alone():
         on_event(Timing(begins=True))

@@ -154,7 +154,8 @@ class Lanes:
             thread.join(timeout=10)
 
 
-def next_landed(landed: queue.Queue, timeout_s: Optional[float], on_done: Callable[[object], None]) -> Optional[Result]:
+def next_landed(landed: queue.Queue, timeout_s: Optional[float],
+                on_done: Callable[[object], None]) -> Optional[Result]:
     """The next Result from the queue an executor's threads fill with (kind, tag, payload): an "event"
     payload (callback, settings, event) is handed to its callback here, in the caller's thread; "done"
     calls on_done(tag) and returns None; "error" raises the payload. None if nothing lands within

@@ -2,7 +2,8 @@
 
 `python -m wavemix_profile.worker CHANNEL_FD LIFELINE_FD`, with a JSON object on stdin: the
 requests, and the threads its untimed stages may use (null: all; a share of the cores when other
-children run beside it: isolation.TimeAlone). Every message goes to CHANNEL_FD (see protocol.py); stdout and stderr belong to the model.
+children run beside it: isolation.TimeAlone). Every message goes to CHANNEL_FD (see protocol.py);
+stdout and stderr belong to the model.
 Any exception, or a SystemExit from model code, becomes the request's error Result, so the parent
 gets a record for every request unless the process itself dies (a signal, the OOM killer, os._exit),
 which the parent turns into one.
