@@ -17,11 +17,15 @@ from wavemix_profile.results import Settings
 from wavemix_profile.runner import Lanes, Sequential, default_cpu_lanes, local_executor, run_all
 from wavemix_profile.store import Store
 
-COUNTER = "import sys, time\nn = 0\nwhile True:\n    n += 1\n    open(sys.argv[1], 'w').write(str(n))\n    time.sleep(0.005)\n"
+# Each count is written whole and renamed over the last, so that a process stopped mid-write
+# never leaves an empty file behind.
+COUNTER = ("import os, sys, time\nn = 0\nwhile True:\n    n += 1\n"
+           "    open(sys.argv[1] + '.part', 'w').write(str(n))\n    os.replace(sys.argv[1] + '.part', sys.argv[1])\n"
+           "    time.sleep(0.005)\n")
 
 
 def _count(path: Path) -> int:
-    for _ in range(50):  # a read may land between the truncation and the write
+    for _ in range(50):  # before the first count
         text = path.read_text() if path.exists() else ""
         if text:
             return int(text)

@@ -8,8 +8,8 @@ from wavemix_profile.measure import measure, parse_device, validate
 from wavemix_profile.memory import estimate_cpu_peaks
 from wavemix_profile.models import UnknownModelError, UnsupportedImageSizeError
 from wavemix_profile.results import Settings
-from wavemix_profile.throughput import (TimedBlocks, TimingSettings, block_calls, block_rates, images_per_s,
-                                        measure_throughput, time_blocks)
+from wavemix_profile.throughput import (TimedBlocks, TimingSettings, block_rates, first_block_calls, images_per_s,
+                                        measure_throughput, more_block_calls, time_blocks)
 from wavemix_profile.training import StepConfig, TrainStep
 
 CPU = torch.device("cpu")
@@ -66,26 +66,91 @@ def test_throughput_reports_median_and_cv():
     assert cv == pytest.approx(0.5345225, rel=1e-6)   # rates 16, 8, 4: pstdev 4.989 / mean 9.333
 
 
-@pytest.mark.parametrize("call_s, iterations, min_block_s, fewest, most", [
-    (0.004, 1, 0.02, 1, 5),       # 5 calls of at least 4 ms make 20 ms (fewer when a sleep overruns)
-    (0.03, 1, 0.02, 1, 1),        # one slow call already lasts longer than a block
-    (0.001, 10, 0.002, 10, 10),   # never fewer than the iterations asked for
-    (0.001, 3, None, 3, 3),       # no minimum: the iterations asked for, no calibration block
+@pytest.mark.parametrize("call_s, iterations, min_block_s, calls", [
+    (0.004, 1, 0.02, 5),      # 5 calls at the warm-up's pace of 4 ms make 20 ms
+    (0.003, 1, 0.02, 7),      # 6 would make 18 ms: rounded up
+    (0.03, 1, 0.02, 1),       # one slow call already lasts longer than a block
+    (0.001, 10, 0.002, 10),   # never fewer than the iterations asked for
+    (0.004, 3, None, 3),      # no minimum: the iterations asked for
+    (None, 3, 0.02, 3),       # no warm-up call to pace: the iterations, the first block checks them
 ])
-def test_calibration_counts_the_calls_one_block_of_the_minimum_needs(call_s, iterations, min_block_s, fewest, most):
-    import time
-    count = []
-
-    def run():
-        count.append(1)
-        time.sleep(call_s)
-    settings = TimingSettings(batch_size=2, warmup=0, iterations=iterations, min_block_s=min_block_s)
-    calls = block_calls(run, settings, CPU)
-    assert len(count) == (calls if min_block_s else 0)   # the calibration block ran exactly those calls
-    assert fewest <= calls <= most
+def test_the_warm_up_pace_sets_the_first_calls_per_block(call_s, iterations, min_block_s, calls):
+    settings = TimingSettings(batch_size=2, warmup=1, iterations=iterations, min_block_s=min_block_s)
+    assert first_block_calls(call_s, settings) == calls
 
 
-def test_calibrated_blocks_run_the_calls_they_report():
+@pytest.mark.parametrize("calls, block_s, grown", [
+    (1, 0.004, 5),     # a 4 ms block of one call: 5 calls make 20 ms
+    (5, 0.019, 6),     # 5 calls in 19 ms: 5.26 blocks' worth of calls rounds up to 6
+    (5, 0.0199, 6),    # just short: at least one more call
+    (3, 0.0, 6),       # a block the clock could not see: double
+])
+def test_a_short_block_grows_the_calls_to_its_pace(calls, block_s, grown):
+    settings = TimingSettings(batch_size=2, iterations=1, min_block_s=0.02)
+    assert more_block_calls(calls, block_s, settings) == grown
+
+
+class _ScriptedCalls:
+    """run() for time_blocks on a fake clock: call i advances the clock by the i-th scripted seconds
+    (the last one repeating), so block lengths are exact."""
+
+    def __init__(self, seconds: list[float]):
+        self.seconds, self.now, self.calls = seconds, 0.0, 0
+
+    def __call__(self) -> None:
+        self.now += self.seconds[min(self.calls, len(self.seconds) - 1)]
+        self.calls += 1
+
+    def clock(self) -> float:
+        return self.now
+
+
+class _ClockMeter:
+    """An energy meter drawing 1 W on the scripted clock: its joules are the seconds it was started for."""
+
+    def __init__(self, run: _ScriptedCalls):
+        self.run, self.began = run, None
+
+    def start(self) -> None:
+        self.began = self.run.now
+
+    def stop(self) -> float:
+        used, self.began = self.run.now - self.began, None
+        return used
+
+
+def test_a_cold_warm_up_call_too_slow_to_pace_the_blocks_is_corrected_by_the_first_block():
+    # the warm-up call takes 2 s (cold), then every call 0.25 s: 1 call per block from the warm-up's
+    # pace, whose block (0.25 s) falls short of 1 s; 4 calls then, and every kept block lasts 1 s
+    run = _ScriptedCalls([2.0, 0.25])
+    settings = TimingSettings(batch_size=2, warmup=1, iterations=1, repeats=3, min_block_s=1.0)
+    meter = _ClockMeter(run)
+    blocks = time_blocks(run, settings, CPU, meter, clock=run.clock)
+    assert blocks.iterations == 4 and blocks.seconds == [1.0, 1.0, 1.0]
+    assert run.calls == 1 + 1 + 3 * 4           # warm-up, the short block, the kept blocks
+    assert blocks.joules == 3.0                 # the meter covers the kept blocks and nothing else
+
+
+def test_a_short_block_after_good_ones_starts_the_blocks_over_with_more_calls():
+    # pace 0.5 s: 2 calls per block; the first block lasts 1 s, the second (two 0.25 s calls) 0.5 s,
+    # so 4 calls per block from there, and the blocks start over
+    run = _ScriptedCalls([0.5, 0.5, 0.5, 0.25, 0.25, 0.5])
+    settings = TimingSettings(batch_size=2, warmup=1, iterations=1, repeats=3, min_block_s=1.0)
+    blocks = time_blocks(run, settings, CPU, _ClockMeter(run), clock=run.clock)
+    assert blocks.iterations == 4 and blocks.seconds == [2.0, 2.0, 2.0]
+    assert run.calls == 1 + 2 + 2 + 3 * 4
+    assert blocks.joules == 6.0
+
+
+def test_without_a_minimum_blocks_run_the_iterations_asked_for_however_short():
+    run = _ScriptedCalls([1.0, 0.001])
+    settings = TimingSettings(batch_size=2, warmup=2, iterations=3, repeats=2, min_block_s=None)
+    blocks = time_blocks(run, settings, CPU, clock=run.clock)
+    assert blocks.iterations == 3 and blocks.seconds == pytest.approx([0.003, 0.003])
+    assert run.calls == 2 + 2 * 3
+
+
+def test_every_block_timed_on_the_real_clock_lasts_the_minimum():
     import time
     count = []
 
@@ -94,8 +159,9 @@ def test_calibrated_blocks_run_the_calls_they_report():
         time.sleep(0.004)
     settings = TimingSettings(batch_size=2, warmup=2, iterations=1, repeats=3, min_block_s=0.02)
     blocks = time_blocks(run, settings, CPU)
-    assert 1 <= blocks.iterations <= 5
-    assert len(count) == 2 + 4 * blocks.iterations   # warm-up, the calibration block, the timed blocks
+    assert len(blocks.seconds) == 3 and min(blocks.seconds) >= 0.02
+    assert 1 <= blocks.iterations <= 5                 # 5 sleeps of at least 4 ms make 20 ms
+    assert len(count) >= 2 + 3 * blocks.iterations    # warm-up and the kept blocks, at the least
 
 
 def test_throughput_result_keeps_every_block():
@@ -127,7 +193,7 @@ def test_warm_up_calibration_and_blocks_all_run_alone():
         inside[0] = False
     timing = TimingSettings(batch_size=2, warmup=2, iterations=1, repeats=3, min_block_s=None)
     measure_throughput(step, timing, image_size=16, alone=alone)
-    # each mode's warm-up, then its blocks (3 of 1 call; no calibration without min_block_s), all inside
+    # each mode's warm-up, then its blocks (3 of 1 call), all inside
     assert calls == [("train", True)] * (2 + 3) + [("infer", True)] * (2 + 3)
 
 

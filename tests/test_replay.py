@@ -1,7 +1,9 @@
 """Estimates drawn from two recordings (extrapolation.py, CpuEstimator.extrapolate) and the max-batch
-search that runs on them: byte for byte what a fake step at that batch gives, or nothing.
+search that runs on them: byte for byte what a fake step at that batch gives, or nothing; and the
+optimizer step replayed from a recording in later fake steps, byte for byte the step run.
 
-The oracle is CpuEstimator.estimate at the same batch: a fake step really run.
+The oracle is CpuEstimator.estimate at the same batch: a fake step really run (with
+replay_updates=False, its optimizer step too).
 """
 import dataclasses
 
@@ -10,8 +12,8 @@ import torch
 import torch.nn as nn
 
 from wavemix_profile.allocator import Alloc, Free
-from wavemix_profile.extrapolation import RecordedStep, StepLine
-from wavemix_profile.memory import CpuEstimator, cpu_memory_result
+from wavemix_profile.extrapolation import RecordedStep, RecordedUpdate, StepLine
+from wavemix_profile.memory import CpuEstimator, LiveStorageTracker, cpu_memory_result
 from wavemix_profile.probes import search_max_batch
 from wavemix_profile.reserved import StepRecording
 from wavemix_profile.results import Settings
@@ -119,6 +121,75 @@ def test_a_model_that_branches_on_its_batch_gives_no_extrapolation_across_the_br
     estimator.estimate(mode, batch=16, image_size=8)   # the two largest, 6 and 16, straddle the branch
     assert estimator.extrapolate(mode, batch=7, image_size=8) is None
     assert estimator.extrapolate(mode, batch=40, image_size=8) is None
+
+
+# --- the optimizer step, replayed ----------------------------------------------------------------
+
+def test_an_update_is_kept_only_where_its_storages_are_its_own():
+    own = [Alloc(7, 40), Alloc(8, 40), Free(7), Alloc(7, 16), Free(8), Free(7)]
+    update = RecordedUpdate.of(own, with_grads=(True, False))
+    # named by the order they were made in: the reused address 7 is a third storage
+    assert update.events == (Alloc(0, 40), Alloc(1, 40), Free(0), Alloc(2, 16), Free(1), Free(2))
+    assert update.with_grads == (True, False)
+    assert RecordedUpdate.of([Alloc(7, 40), Free(3), Free(7)], (True,)) is None   # frees what it did not make
+    assert RecordedUpdate.of([Alloc(7, 40), Alloc(8, 8), Free(7)], (True,)) is None   # leaves one alive
+
+
+def test_a_replayed_update_counts_as_its_storages_would():
+    tracker = LiveStorageTracker(trace=[])
+    with tracker:
+        tracker.replay((Alloc(0, 40), Alloc(1, 24), Free(0), Alloc(2, 100), Free(1), Free(2)), tag="u")
+    assert tracker.peak_bytes == 124 and tracker.current_bytes == 0
+    assert tracker.trace == [Alloc(("u", 0), 40), Alloc(("u", 1), 24), Free(("u", 0)), Alloc(("u", 2), 100),
+                             Free(("u", 1)), Free(("u", 2))]
+
+
+def _replayed(estimator: CpuEstimator, batch: int, image_size: int) -> bool:
+    """Whether the training step recorded at `batch` replayed its optimizer step (replayed storages
+    are named by the tracker's tag, not by an address)."""
+    step = estimator._recorded["train", image_size, batch].recording.step
+    return any(isinstance(event.id, tuple) and event.id[0][0] == "optimizer step" for event in step)
+
+
+@pytest.mark.parametrize("name", ["ResNet-18", "ViT-128/4x4", "WaveMix-16/5"])
+def test_estimates_with_a_replayed_update_are_byte_for_byte_those_that_run_it(name):
+    source = resolve_source(name)
+
+    def build():
+        return source.build(num_classes=100, image_size=32)
+    replaying, running = CpuEstimator(build, StepConfig(device=CPU)), CpuEstimator(build, StepConfig(device=CPU),
+                                                                                   replay_updates=False)
+    for batch in (64, 1, 37):
+        assert replaying.estimate("train", batch=batch, image_size=32) == running.estimate(
+            "train", batch=batch, image_size=32), batch
+    assert [_replayed(replaying, b, 32) for b in (64, 1, 37)] == [False, True, True]
+    assert not any(_replayed(running, b, 32) for b in (64, 1, 37))
+    # the lines through replayed and run recordings agree as well
+    assert replaying.extrapolate("train", batch=5000, image_size=32) == running.extrapolate(
+        "train", batch=5000, image_size=32) is not None
+
+
+class HeadAboveEight(nn.Module):
+    """A linear probe with a second layer that only batches above 8 images use."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3 * 8 * 8, 10)
+        self.extra = nn.Linear(10, 10)
+
+    def forward(self, x):
+        out = self.fc(x.flatten(1))
+        return self.extra(out) if x.shape[0] > 8 else out
+
+
+def test_an_update_with_other_parameters_holding_gradients_runs():
+    replaying = CpuEstimator(HeadAboveEight, StepConfig(device=CPU, num_classes=10))
+    running = CpuEstimator(HeadAboveEight, StepConfig(device=CPU, num_classes=10), replay_updates=False)
+    batches = (16, 4, 32)   # recorded with every gradient; at 4 the second layer has none; at 32 all again
+    for batch in batches:
+        assert replaying.estimate("train", batch=batch, image_size=8) == running.estimate(
+            "train", batch=batch, image_size=8), batch
+    assert [_replayed(replaying, b, 8) for b in batches] == [False, False, True]
 
 
 # --- the max-batch search on extrapolations -------------------------------------------------------

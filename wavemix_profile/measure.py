@@ -247,7 +247,7 @@ def _throughput(build, config: StepConfig, settings: Settings, flops: FlopsResul
                 on_event: Callable[[Event], None] = lambda event: None):
     """Images/s, MFU (the peak looked up by `device_name`, the environment's name for the device:
     an unknown device, every CPU among them, gets none) and energy (energy.open_energy_meter).
-    Timing events bracket the warm-up, calibration and timed blocks (not the model's build), so a
+    Timing events bracket the warm-up and the timed blocks (not the model's build), so a
     run that stops its other children while this one times (isolation.TimeAlone) stops them no
     longer than it must."""
     from .energy import open_energy_meter

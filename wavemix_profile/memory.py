@@ -25,18 +25,19 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import itertools
 import weakref
 from dataclasses import dataclass
-from typing import Callable, Optional, Protocol
+from typing import Callable, Hashable, Optional, Protocol, Sequence
 
 import torch
 import torch.nn as nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-from .allocator import Alloc, Free
+from .allocator import Alloc, Event, Free
 from .autocast_policy import cuda_autocast_policy
-from .extrapolation import RecordedStep, StepLine
+from .extrapolation import RecordedStep, RecordedUpdate, StepLine
 from .reserved import StepRecording, predicted_reserved
 from .results import MemoryResult, Settings
 from .sampling import PeakSampler
@@ -73,6 +74,20 @@ class LiveStorageTracker(TorchDispatchMode):
         self.current_bytes -= self._live.pop(key, 0)
         if self._tracing:
             self.trace.append(Free(key))
+
+    def replay(self, events: Sequence[Event], tag: Hashable) -> None:
+        """Count storages a skipped part of the step would have made and freed, given as allocator
+        events (a RecordedUpdate's), as if they had been: their ids, within `tag`, in the trace too."""
+        for event in events:
+            key = (tag, event.id)
+            if type(event) is Free:
+                self._release(key)
+                continue
+            self._live[key] = event.nbytes
+            self.current_bytes += event.nbytes
+            self.peak_bytes = max(self.peak_bytes, self.current_bytes)
+            if self._tracing:
+                self.trace.append(Alloc(key, event.nbytes))
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
@@ -123,10 +138,11 @@ class CpuEstimator:
 
     The model and Adam live as fake tensors; one warm-up step creates the optimizer state, as on a
     real run's later steps. Each estimate then tracks one training step or one inference pass, and
-    keeps what it recorded for extrapolate().
+    keeps what it recorded for extrapolate(). The optimizer step, the same at any batch, runs in the
+    first tracked training step and is replayed from its events in later ones (`replay_updates`).
     """
 
-    def __init__(self, build: Callable[[], nn.Module], config: StepConfig):
+    def __init__(self, build: Callable[[], nn.Module], config: StepConfig, *, replay_updates: bool = True):
         from torch._subclasses.fake_tensor import FakeTensorMode
         self._mode = FakeTensorMode(allow_non_fake_inputs=True)
         with self._mode:
@@ -143,6 +159,9 @@ class CpuEstimator:
         self._warm = False
         self._recorded: dict[tuple[str, int, int], RecordedStep] = {}     # (mode, image_size, batch)
         self._lines: dict[tuple[str, int, int, int], Optional[StepLine]] = {}
+        self._replay_updates = replay_updates
+        self._recorded_update: Optional[RecordedUpdate] = None   # see _update
+        self._replays = itertools.count()
 
     @property
     def optimizer_state_bytes(self) -> int:
@@ -203,19 +222,31 @@ class CpuEstimator:
                     self.step.train(x, y)
                     self._warm = True
                 tracker = LiveStorageTracker(existing=[*_state_tensors(self.step), x, y], trace=trace)
-                hook = None if rec is None else self.step.optimizer.register_step_pre_hook(rec.optimizer_step_begins)
-                try:
-                    with tracker:
-                        self.step.train(x, y)
-                finally:
-                    if hook is not None:
-                        hook.remove()
+                with tracker:
+                    self.step.train(x, y, update=lambda: self._update(tracker, rec))
                 held = self.params_bytes + self.optimizer_state_bytes + _tensor_bytes((x, y))
                 return held + tracker.peak_bytes, tracker.peak_bytes
             tracker = LiveStorageTracker(existing=[*_state_tensors(self.step), x], trace=trace)
             with tracker:
                 self.step.infer(x)
             return self.params_bytes + _tensor_bytes((x,)) + tracker.peak_bytes, tracker.peak_bytes
+
+
+    def _update(self, tracker: LiveStorageTracker, rec: Optional[StepRecording]) -> None:
+        """A tracked step's optimizer step: replayed from the first tracked step's events where the
+        same parameters hold gradients (extrapolation.RecordedUpdate), otherwise run, and its
+        events kept for later steps when the tracker traces and they are the step's own."""
+        if rec is not None:
+            rec.optimizer_step_begins()
+        with_grads = tuple(p.grad is not None for group in self.step.optimizer.param_groups for p in group["params"])
+        update = self._recorded_update
+        if update is not None and update.with_grads == with_grads:
+            tracker.replay(update.events, tag=("optimizer step", next(self._replays)))
+            return
+        began = None if tracker.trace is None else len(tracker.trace)
+        self.step.update()
+        if update is None and began is not None and self._replay_updates:
+            self._recorded_update = RecordedUpdate.of(tracker.trace[began:], with_grads)
 
 
 def _as_fake(model: nn.Module, mode) -> nn.Module:

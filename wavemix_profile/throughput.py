@@ -2,11 +2,13 @@
 
 Warm-up iterations first (cuDNN autotuning, allocator growth, torch.compile), then `repeats`
 timed blocks of `iterations` calls each. measure_throughput runs them, warm-up included, inside
-`alone` (a run measuring several models at once stops the others meanwhile: isolation.TimeAlone). With `min_block_s` the calls per block are calibrated
-as torch.utils.benchmark's blocked_autorange does: as many as make one block last at least that
-long (counted in an untimed first block), so that a fast model is not timed by a clock tick and
-scheduler noise. CUDA blocks are timed
-with CUDA events (GPU time between two points in the stream); CPU blocks with the wall clock.
+`alone` (a run measuring several models at once stops the others meanwhile: isolation.TimeAlone).
+With `min_block_s` every timed block lasts at least that long, so that a fast model is not timed by
+a clock tick and scheduler noise: as torch.utils.benchmark's blocked_autorange lets its block-size
+estimate serve as the warm-up, the last warm-up call's pace sets the calls per block, and a block
+that ends sooner shows the pace was too slow an estimate: the calls grow to that block's pace and
+the blocks start over. CUDA blocks are timed with CUDA events (GPU time between two points in the
+stream); CPU blocks with the wall clock.
 Reported: the median images/s across blocks, every block's images/s, and their coefficient of
 variation (standard deviation / mean), which renderers show beside each figure.
 
@@ -22,6 +24,7 @@ MFU is images/s x FLOPs per image (train step or forward) / the device's dense p
 from __future__ import annotations
 
 import contextlib
+import math
 import statistics
 import time
 from dataclasses import dataclass
@@ -40,7 +43,7 @@ class TimingSettings:
     warmup: int = 3
     iterations: int = 10                 # calls per block; with min_block_s, the fewest
     repeats: int = 3                     # timed blocks
-    min_block_s: Optional[float] = None  # calibrate calls per block so one block lasts at least this long
+    min_block_s: Optional[float] = None  # every timed block lasts at least this long (time_blocks)
 
 
 @dataclass(frozen=True)
@@ -55,7 +58,8 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _block_seconds(run: Callable[[], None], calls: int, device: torch.device) -> float:
+def _block_seconds(run: Callable[[], None], calls: int, device: torch.device,
+                   clock: Callable[[], float] = time.perf_counter) -> float:
     if device.type == "cuda":
         # events are recorded on the current stream of the current device: make that the timed one (cuda:N)
         with torch.cuda.device(device):
@@ -67,39 +71,51 @@ def _block_seconds(run: Callable[[], None], calls: int, device: torch.device) ->
             end.record()
             end.synchronize()
         return start.elapsed_time(end) / 1e3
-    begin = time.perf_counter()
+    begin = clock()
     for _ in range(calls):
         run()
-    return time.perf_counter() - begin
+    return clock() - begin
 
 
-def block_calls(run: Callable[[], None], settings: TimingSettings, device: torch.device) -> int:
-    """Calls per timed block: `iterations`, or with `min_block_s` as many calls as one untimed
-    calibration block needed to last that long (never fewer than `iterations`). Counting calls over a
-    whole block, rather than scaling one call's time, is not thrown by one slow call."""
-    if not settings.min_block_s:
+def first_block_calls(call_s: Optional[float], settings: TimingSettings) -> int:
+    """Calls per block to begin with: `iterations`, or with `min_block_s` and the seconds of one
+    warm-up call, as many calls at that pace as make a block last that long (never fewer)."""
+    if not settings.min_block_s or not call_s:
         return settings.iterations
-    calls, began = 0, time.perf_counter()
-    while calls < settings.iterations or time.perf_counter() - began < settings.min_block_s:
-        run()
-        calls += 1
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-    return calls
+    return max(settings.iterations, math.ceil(settings.min_block_s / call_s))
+
+
+def more_block_calls(calls: int, block_s: float, settings: TimingSettings) -> int:
+    """Calls per block after a block of `calls` calls lasted `block_s`, less than `min_block_s`: as
+    many as that block's pace needs, and at least one more, so that the count only grows."""
+    needed = math.ceil(calls * settings.min_block_s / block_s) if block_s > 0 else 2 * calls
+    return max(calls + 1, needed)
 
 
 def time_blocks(run: Callable[[], None], settings: TimingSettings, device: torch.device,
-                meter: Optional[EnergyMeter] = None) -> TimedBlocks:
+                meter: Optional[EnergyMeter] = None, clock: Callable[[], float] = time.perf_counter) -> TimedBlocks:
     """Seconds per block of calls of run(), after `warmup` calls; with a meter, the joules used from
-    just before the first block to just after the last. With `min_block_s` an untimed calibration
-    block first finds the calls per block (block_calls)."""
-    for _ in range(settings.warmup):
-        run()
-    calls = block_calls(run, settings, device)
+    just before the first block to just after the last. With `min_block_s` the last warm-up call is
+    timed (first_block_calls) and every block must last that long: one that does not starts the
+    blocks over with more calls (more_block_calls), the meter too. `clock` times CPU blocks."""
+    call_s = None
+    for done in range(1, settings.warmup + 1):
+        if settings.min_block_s and done == settings.warmup:
+            call_s = _block_seconds(run, 1, device, clock)
+        else:
+            run()
+    calls = first_block_calls(call_s, settings)
     _sync(device)  # the warm-up's queued work must not land in the meter's window
+    seconds: list[float] = []
     if meter is not None:
         meter.start()
-    seconds = [_block_seconds(run, calls, device) for _ in range(settings.repeats)]
+    while len(seconds) < settings.repeats:
+        seconds.append(_block_seconds(run, calls, device, clock))
+        if settings.min_block_s and seconds[-1] < settings.min_block_s:
+            calls, seconds = more_block_calls(calls, seconds[-1], settings), []
+            if meter is not None:
+                meter.stop()
+                meter.start()
     return TimedBlocks(seconds, meter.stop() if meter is not None else None, iterations=calls)
 
 
@@ -144,7 +160,7 @@ def measure_throughput(step: TrainStep, settings: TimingSettings, *, image_size:
                        alone: Callable[[], ContextManager] = contextlib.nullcontext) -> ThroughputResult:
     """Train and inference images/s; MFU when the device peak and the FLOPs per image
     (train step, forward) are known; energy when `energy` is a meter, its reason when Unavailable.
-    Both modes' warm-up, calibration and timed blocks run inside `alone()`."""
+    Both modes' warm-up and timed blocks run inside `alone()`."""
     device = step.config.device
     amp = timed_precision(step.config.amp, device)
     run_amp = "off" if amp == "fp32" else amp

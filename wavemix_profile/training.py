@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 import torch.nn as nn
@@ -77,17 +78,23 @@ class TrainStep:
             return contextlib.nullcontext()
         return torch.autocast(self.config.device.type, dtype=_DTYPES[amp])
 
-    def train(self, x: torch.Tensor, y: torch.Tensor, *, amp: str | None = None) -> None:
-        """One step: forward, loss, backward, optimizer step, gradients released."""
+    def train(self, x: torch.Tensor, y: torch.Tensor, *, amp: str | None = None,
+              update: Callable[[], None] | None = None) -> None:
+        """One step: forward, loss, backward, optimizer step, gradients released. `update`, where
+        given, stands in for the optimizer step (update()): the CPU estimate replays a recorded one."""
         self.model.train()
         with self.autocast(amp):
             logits = self.forward(x)
             check_logits(logits, x.shape[0], self.config.num_classes)
             loss = F.cross_entropy(logits, y)
         self.scaler.scale(loss).backward()
+        (update or self.update)()
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def update(self) -> None:
+        """The optimizer step, through the scaler (which skips a step whose gradients overflowed)."""
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
 
     def infer(self, x: torch.Tensor, *, amp: str | None = None) -> torch.Tensor:
         """One pass in eval mode: under torch.inference_mode, or ("autograd") recording the graph, so
