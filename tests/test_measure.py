@@ -81,7 +81,7 @@ def test_the_warm_up_pace_sets_the_first_calls_per_block(call_s, iterations, min
 
 @pytest.mark.parametrize("calls, block_s, grown", [
     (1, 0.004, 5),     # a 4 ms block of one call: 5 calls make 20 ms
-    (5, 0.019, 6),     # 5 calls in 19 ms: 5.26 blocks' worth of calls rounds up to 6
+    (5, 0.019, 6),     # 5 calls in 19 ms: 20 ms takes 5.26 of them, rounded up to 6
     (5, 0.0199, 6),    # just short: at least one more call
     (3, 0.0, 6),       # a block the clock could not see: double
 ])

@@ -74,7 +74,7 @@ class RecordedUpdate:
     the order they were made in. They are the same at any batch: what the step makes and frees
     depends on the parameters, which of them hold a gradient (`with_grads`, in the optimizer's
     order) and Adam's state, never on the images, so later fake steps replay them instead of running
-    the step (memory.CpuEstimator), at a quarter of a step's cost saved."""
+    the step (memory.CpuEstimator)."""
     events: tuple[Event, ...]
     with_grads: tuple[bool, ...]
 

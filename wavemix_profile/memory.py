@@ -231,7 +231,6 @@ class CpuEstimator:
                 self.step.infer(x)
             return self.params_bytes + _tensor_bytes((x,)) + tracker.peak_bytes, tracker.peak_bytes
 
-
     def _update(self, tracker: LiveStorageTracker, rec: Optional[StepRecording]) -> None:
         """A tracked step's optimizer step: replayed from the first tracked step's events where the
         same parameters hold gradients (extrapolation.RecordedUpdate), otherwise run, and its

@@ -4,11 +4,11 @@ Warm-up iterations first (cuDNN autotuning, allocator growth, torch.compile), th
 timed blocks of `iterations` calls each. measure_throughput runs them, warm-up included, inside
 `alone` (a run measuring several models at once stops the others meanwhile: isolation.TimeAlone).
 With `min_block_s` every timed block lasts at least that long, so that a fast model is not timed by
-a clock tick and scheduler noise: as torch.utils.benchmark's blocked_autorange lets its block-size
-estimate serve as the warm-up, the last warm-up call's pace sets the calls per block, and a block
-that ends sooner shows the pace was too slow an estimate: the calls grow to that block's pace and
-the blocks start over. CUDA blocks are timed with CUDA events (GPU time between two points in the
-stream); CPU blocks with the wall clock.
+a clock tick and scheduler noise. The last warm-up call is timed, and a block runs as many calls as
+last that long at its pace (torch.utils.benchmark's blocked_autorange likewise lets its block-size
+estimate serve as the warm-up). A block that ends sooner shows the pace was too slow an estimate:
+the calls grow to that block's pace and the blocks start over. CUDA blocks are timed with CUDA
+events (GPU time between two points in the stream); CPU blocks with the wall clock.
 Reported: the median images/s across blocks, every block's images/s, and their coefficient of
 variation (standard deviation / mean), which renderers show beside each figure.
 
