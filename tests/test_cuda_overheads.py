@@ -9,16 +9,17 @@ import pytest
 import torch
 from rich.console import Console
 
+from wavemix_profile.allocator import Allocator, AllocatorOutOfMemory
 from wavemix_profile.commands.max_batch import max_batch_table
 from wavemix_profile.cuda_overheads import (BASES, CONTEXT, GENERATIONS, MIB, ROWS, STEP_KERNELS, band,
                                             find_generation, overheads_for, with_device_band)
 from wavemix_profile.errors import BadInputError
-from wavemix_profile.gpu_peaks import CARDS
+from wavemix_profile.gpus import CARDS
 from wavemix_profile.measure import measure, validate
 from wavemix_profile.memory import CpuEstimator, cpu_memory_result
-from wavemix_profile.probes import predicted_band, search_max_batch, target_overheads
+from wavemix_profile.probes import device_fit, search_max_batch, target_overheads
 from wavemix_profile.render.markdown import render_overhead_figures
-from wavemix_profile.results import (KEY_NEUTRAL_WHEN_NONE, Result, Settings, result_from_dict, result_to_json,
+from wavemix_profile.results import (KEY_NEUTRAL, Result, Settings, result_from_dict, result_to_json,
                                      to_dict)
 from wavemix_profile.runner import run_all
 from wavemix_profile.store import Store
@@ -70,19 +71,21 @@ def test_hand_checked_figures():
     ("NVIDIA A10", "Ampere"), ("NVIDIA GeForce RTX 3090", "Ampere"), ("NVIDIA RTX 6000 Ada Generation", "Ada"),
     ("NVIDIA L40S", "Ada"), ("NVIDIA H100 80GB HBM3", "Hopper"), ("H100", "Hopper"), ("sm_86", "Ampere"),
     ("sm70", "Volta"), ("8.9", "Ada"), ("9.0", "Hopper"), ("hopper", "Hopper"), ("Ampere", "Ampere"),
+    ("NVIDIA B200", "Blackwell"), ("RTX 5090", "Blackwell"), ("sm_100", "Blackwell"), ("12.0", "Blackwell"),
+    ("A100-80GB", "Ampere"), ("V100-16GB", "Volta"),
 ])
 def test_a_name_generation_or_compute_capability_finds_its_generation(target, generation):
     assert find_generation(target).name == generation
 
 
-@pytest.mark.parametrize("near_miss", ["H10", "A1000", "Quadro RTX 6000", "sm_100", "NVIDIA B200", "8.0.1",
+@pytest.mark.parametrize("near_miss", ["H10", "A1000", "Quadro RTX 6000", "sm_110", "NVIDIA B300", "8.0.1",
                                        "V10", "hoppers", ""])
 def test_near_misses_find_nothing(near_miss):
     assert find_generation(near_miss) is None
 
 
 def test_every_card_with_a_datasheet_peak_has_a_generation():
-    assert [name for name in CARDS if find_generation(name) is None] == []
+    assert [card.name for card in CARDS if find_generation(card.device_name) is None] == []
 
 
 def test_a_request_naming_a_gpu_the_table_cannot_find_is_refused():
@@ -145,7 +148,8 @@ def estimator():
 def test_the_ends_of_a_real_small_models_band_are_in_order(estimator, mode):
     overheads = overheads_for("T4", cuda_version="12.4")
     for batch in (1, 7, 64):
-        b = predicted_band(estimator, overheads, mode, batch=batch, image_size=16, warmup_steps=2)
+        step = estimator.estimate(mode, batch=batch, image_size=16, warmup_steps=2)
+        b = band(step.allocated_bytes, step.reserved_bytes, overheads.row, mode)
         assert 0 < b.allocated_bytes <= b.reserved_bytes <= b.device_bytes
         assert b.device_bytes - b.reserved_bytes == overheads.row.outside_allocator_bytes
         assert b.reserved_bytes >= b.allocated_bytes + overheads.row.workspace_bytes(mode)
@@ -166,7 +170,7 @@ def test_a_cpu_memory_estimate_carries_its_upper_end_and_row(estimator):
 # --- the predicted max batch ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("mode", ["train", "infer"])
-def test_the_predicted_max_batch_is_the_largest_whose_upper_end_fits(mode):
+def test_the_predicted_max_batch_is_the_largest_whose_step_runs_within_the_limit(mode):
     settings = Settings(model="python:factories:linear_probe", image_size=32, num_classes=10, target_gpu="V100")
     overheads = target_overheads(settings)
     # 40 MiB for the step beyond the fixed costs: a few thousand images of 3 x 32 x 32
@@ -176,17 +180,27 @@ def test_the_predicted_max_batch_is_the_largest_whose_upper_end_fits(mode):
     build = lambda: linear_probe(num_classes=10, image_size=32)  # noqa: E731
     found = search_max_batch(build, config, settings, mode=mode)
     est = CpuEstimator(build, config)
+    limit = settings.memory_budget_bytes - overheads.row.outside_allocator_bytes
+    workspaces = overheads.row.workspace_events(mode)
 
-    def upper(batch: int) -> int:
-        return predicted_band(est, overheads, mode, batch=batch, image_size=32, warmup_steps=2).device_bytes
+    def runs(batch: int) -> bool:  # the allocator model itself, fed the workspaces and the step
+        step = est.estimate(mode, batch=batch, image_size=32, warmup_steps=2)
+        allocator = Allocator(limit_bytes=limit)
+        try:
+            allocator.replay([*workspaces, *step.replay.before])
+            allocator.replay(step.replay.measured)
+        except AllocatorOutOfMemory:
+            return False
+        return True
 
     b = found.max_batch
     assert found.predicted and 100 < b and not found.capped
-    assert upper(b) <= settings.memory_budget_bytes < upper(b + 1)
-    assert found.predicted_device_bytes == upper(b) and found.overhead_source == overheads.describe()
-    assert "Volta" in found.overhead_source
-    answer = next(p for p in found.probes if p.batch == b)
-    assert answer.device_bytes == upper(b) and answer.peak_bytes == found.predicted_peak_bytes < upper(b)
+    assert runs(b) and not runs(b + 1)
+    answer = est.estimate(mode, batch=b, image_size=32, warmup_steps=2)
+    assert found.predicted_device_bytes == device_fit(settings, mode).needed_bytes(answer) <= settings.memory_budget_bytes
+    assert found.overhead_source == overheads.describe() and "Volta" in found.overhead_source
+    probe = next(p for p in found.probes if p.batch == b)
+    assert probe.device_bytes == found.predicted_device_bytes and probe.peak_bytes == found.predicted_peak_bytes
 
 
 def test_the_max_batch_table_says_which_end_each_number_is():
@@ -213,9 +227,11 @@ def test_the_max_batch_table_says_which_end_each_number_is():
 
 def test_a_request_without_a_target_gpu_keeps_the_key_of_records_stored_before_it():
     settings = Settings(model="ResNet-18", image_size=32)
-    before = {k: v for k, v in to_dict(settings).items() if k not in KEY_NEUTRAL_WHEN_NONE}
+    before = {k: v for k, v in to_dict(settings).items() if k not in KEY_NEUTRAL}
     assert settings.key() == json.dumps(before, sort_keys=True)
     assert Settings(model="ResNet-18", image_size=32, target_gpu="V100").key() != settings.key()
+    assert Settings(model="ResNet-18", image_size=32, optimizer="adam").key() == settings.key()
+    assert Settings(model="ResNet-18", image_size=32, optimizer="sgd").key() != settings.key()
 
 
 def test_an_old_stored_record_still_resumes(tmp_path):
@@ -223,7 +239,7 @@ def test_an_old_stored_record_still_resumes(tmp_path):
                         skip=("flops", "memory", "max-batch", "throughput"))
     old = json.loads(result_to_json(Result(settings=settings, model_name="tiny_cnn", family=None, environment=None,
                                            params_total=1, created_at="2025-01-01T00:00:00+00:00")))
-    for name in KEY_NEUTRAL_WHEN_NONE:  # written before those fields existed
+    for name in KEY_NEUTRAL:  # written before those fields existed
         del old["settings"][name]
     store = Store(tmp_path / "results.jsonl")
     store.path.write_text(json.dumps(old) + "\n", encoding="utf-8")

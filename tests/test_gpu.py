@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from factories import tiny_cnn
-from wavemix_profile.gpu_peaks import peak_flops_per_s
+from wavemix_profile.gpus import peak_flops_per_s
 from wavemix_profile.measure import measure
 from wavemix_profile.memory import cuda_memory_result, nvml_used_reader, release_cuda_memory
 from wavemix_profile.models import create_model
@@ -83,7 +83,7 @@ def test_cuda_throughput_mfu_comes_from_the_device_name_and_energy_from_nvml():
     assert timing.timer == "cuda-events" and timing.train_images_per_s > 0
     peak = peak_flops_per_s(env.device_name, "bf16")
     if peak is None:
-        assert timing.train_mfu is None, f"{env.device_name} is not in gpu_peaks.CARDS"
+        assert timing.train_mfu is None, f"{env.device_name} is not in gpus.CARDS with a peak"
     else:
         assert timing.train_mfu == pytest.approx(
             timing.train_images_per_s * result.flops.train_step_flops_per_image / peak)

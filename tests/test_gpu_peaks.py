@@ -1,7 +1,8 @@
 """GPU peak lookup: exact names after normalisation, every table entry against its datasheet figure."""
 import pytest
 
-from wavemix_profile.gpu_peaks import CARDS, normalise_name, peak_flops_per_s
+from wavemix_profile.gpu_peaks import normalise_name
+from wavemix_profile.gpus import CARDS, peak_flops_per_s
 
 T = 1e12
 # Each name as torch.cuda.get_device_name reports it, with its dense datasheet figures in TFLOP/s:
@@ -31,7 +32,7 @@ DATASHEET = {
 
 
 def test_every_table_entry_has_a_datasheet_check():
-    assert set(CARDS) == set(DATASHEET)
+    assert {card.device_name for card in CARDS if card.peak} == set(DATASHEET)
 
 
 @pytest.mark.parametrize("name", sorted(DATASHEET))

@@ -31,7 +31,7 @@ def test_train_estimate_holds_weights_grads_adam_state_and_grows_with_batch():
     small = estimate_cpu_peaks(build_linear(), config, batch=4, image_size=8)
     big = estimate_cpu_peaks(build_linear(), config, batch=8, image_size=8)
     assert small.grads_bytes == 1920 * 4
-    assert small.optimizer_state_bytes == 2 * 1920 * 4 + 4   # exp_avg, exp_avg_sq, step (fp32 scalar)
+    assert small.optimizer_state_bytes == 2 * 1920 * 4   # exp_avg, exp_avg_sq (the step count is the host's)
     floor = small.params_bytes + small.grads_bytes + small.optimizer_state_bytes + 4 * 192 * 4
     assert small.train_bytes > floor
     # four more images: at least their pixels (fp32) and labels (int64) more
@@ -269,7 +269,7 @@ def test_fake_tensor_estimate_equals_tracking_the_real_step():
     with tracker:
         step.train(x, y)
     from wavemix_profile.training import optimizer_state_bytes
-    real = param_bytes(step.model) + optimizer_state_bytes(step.optimizer) + _tensor_bytes((x, y)) + tracker.peak_bytes
+    real = param_bytes(step.model) + optimizer_state_bytes(step) + _tensor_bytes((x, y)) + tracker.peak_bytes
     fake = CpuEstimator(lambda: tiny_cnn(num_classes=10, image_size=16), config).peak("train", batch=6, image_size=16)
     # Adam reads its step count with .item() on real tensors but keeps it a tensor on fakes, so the
     # two differ by a few scalar temporaries (32 bytes here), nothing more.

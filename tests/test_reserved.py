@@ -12,7 +12,7 @@ import torch.nn as nn
 from factories import linear_probe
 from wavemix_profile.allocator import MIB, Alloc, Allocator, Free
 from wavemix_profile.memory import CpuEstimator, LiveStorageTracker, _state_tensors, cpu_memory_result
-from wavemix_profile.reserved import adam_state_events, placement_events
+from wavemix_profile.reserved import optimizer_state_events, placement_events
 from wavemix_profile.training import StepConfig, TrainStep
 
 CPU = torch.device("cpu")
@@ -128,4 +128,4 @@ def test_adams_state_is_two_tensors_per_parameter_without_its_step_counts():
     x, y = step.batch(4, 8)
     step.train(x, y)
     # one 10 x 192 fp32 weight: exp_avg and exp_avg_sq of 7,680 B each
-    assert [e.nbytes for e in adam_state_events(step.optimizer)] == [7680, 7680]
+    assert [e.nbytes for e in optimizer_state_events(step)] == [7680, 7680]

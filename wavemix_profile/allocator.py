@@ -41,6 +41,8 @@ SMALL_SEGMENT_BYTES = 2 * MIB          # kSmallBuffer: every small-pool segment
 LARGE_SEGMENT_BYTES = 20 * MIB         # kLargeBuffer: the segment for a large request under 10 MiB
 LARGE_REQUEST_MIN_BYTES = 10 * MIB     # kMinLargeAlloc: from here a request gets a segment of its own size...
 LARGE_ROUND_BYTES = 2 * MIB            # kRoundLarge: ...rounded up to a multiple of 2 MiB
+# Every segment size above is a whole multiple of this, so reserved bytes always are too.
+SEGMENT_UNIT_BYTES = 2 * MIB
 
 
 def round_request(nbytes: int) -> int:

@@ -36,7 +36,8 @@ import re
 from dataclasses import dataclass
 from typing import Optional
 
-from .allocator import Allocator
+from .allocator import Alloc, Allocator, Event
+from .figures import BASES, Figure  # noqa: F401 - BASES: the bases every figure of this table takes
 from .gpu_peaks import normalise_name
 from .results import MemoryResult
 
@@ -44,23 +45,6 @@ MIB = 2**20
 LOADINGS = ("lazy", "eager")
 # cuBLAS workspaces a step holds: one per (handle, stream), one handle per thread (module docstring).
 WORKSPACES_PER_STEP = {"train": 2, "infer": 1}
-BASES = ("measured", "documented", "code", "assumption")
-
-
-@dataclass(frozen=True)
-class Figure:
-    """One overhead in bytes, with what it rests on: `basis` is one of BASES; `source` says where
-    the number comes from (a link and what was measured), or for an assumption, why it is assumed."""
-
-    bytes: int
-    basis: str
-    source: str
-
-    def __post_init__(self):
-        if self.basis not in BASES or not self.source.strip():
-            raise ValueError(f"a figure needs a basis in {BASES} and a source: {self!r}")
-
-
 @dataclass(frozen=True)
 class Generation:
     """A GPU generation: compute capabilities (major * 10 + minor), the CUDA major versions that
@@ -81,6 +65,8 @@ GENERATIONS: tuple[Generation, ...] = (
                 "a6000", "3050", "3060", "3070", "3080", "3090")),
     Generation("Ada", (89,), (11, 12, 13), ("l4", "l20", "l40", "l40s", "4060", "4070", "4080", "4090", "ada")),
     Generation("Hopper", (90,), (11, 12, 13), ("h100", "h200", "h800", "h20", "gh200")),
+    # CUDA 12.8 was the first to build for Blackwell
+    Generation("Blackwell", (100, 120), (12, 13), ("b100", "b200", "gb200", "5070", "5080", "5090")),
 )
 
 _EAGER_CUDA11 = Figure(
@@ -167,13 +153,17 @@ class Row:
         """Context, lazily loaded kernels and library handles: seen by nvidia-smi, not by torch's allocator."""
         return self.context.bytes + self.step_kernels.bytes + self.libraries.bytes
 
+    def workspace_events(self, mode: str) -> list[Event]:
+        """The cuBLAS workspaces a training step ("train") or inference pass ("infer") keeps, as the
+        allocations they are: made on a step's first matrix product and never freed."""
+        return [Alloc(("cuBLAS workspace", i), self.cublas_workspace.bytes) for i in range(WORKSPACES_PER_STEP[mode])]
+
     def workspace_bytes(self, mode: str) -> int:
         """What the caching allocator reserves for the cuBLAS workspaces a training step ("train") or
         inference pass ("infer") keeps: the segments it opens for them on first use (two 8.125 MiB
         workspaces share one 20 MiB segment; a 32 MiB one gets its own)."""
         allocator = Allocator()
-        for _ in range(WORKSPACES_PER_STEP[mode]):
-            allocator.malloc(self.cublas_workspace.bytes)
+        allocator.replay(self.workspace_events(mode))
         return allocator.reserved_bytes
 
     def fixed_bytes(self, mode: str) -> int:
@@ -214,10 +204,15 @@ class Overheads:
 
 def find_generation(target: str) -> Optional[Generation]:
     """The generation a GPU name ("Tesla V100-SXM2-16GB", "H100"), generation ("ampere") or compute
-    capability ("sm86", "sm_86", "8.6") names, or None. Names match by whole model words, so "A10"
-    is Ampere and "A1000" is unknown."""
+    capability ("sm86", "sm_86", "8.6", "sm100") names, or None. A card of the GPU table (gpus.py) has
+    its compute capability's; other names match by whole model words, so "A10" is Ampere and "A1000"
+    is unknown."""
+    from .gpus import find_card
+    found = find_card(target)
+    if found is not None:
+        return next((gen for gen in GENERATIONS if found.card.sm in gen.sm), None)
     key = normalise_name(target)
-    sm = re.fullmatch(r"(?:sm ?)?(\d) ?(\d)", key)
+    sm = re.fullmatch(r"(?:sm ?)?(\d{1,2}) ?(\d)", key)
     for gen in GENERATIONS:
         if sm and int(sm[1] + sm[2]) in gen.sm:
             return gen

@@ -1,10 +1,11 @@
-"""Dense peak FLOP/s of common GPUs, for model FLOPs utilisation (MFU).
+"""Dense peak FLOP/s of common GPUs, for model FLOPs utilisation (MFU), and how GPU names compare.
 
 Vendor datasheet figures without sparsity, in FLOP/s: tensor-core fp16 and bf16 with fp32
-accumulation, and plain fp32 (no TF32). A device is found by its exact name as
-`torch.cuda.get_device_name` reports it, after :func:`normalise_name` (case, punctuation and the
-vendor's brand words do not count), never by a substring: "NVIDIA L40" is not an "NVIDIA L4", and
-an "NVIDIA H100 NVL" is not the SXM part. Unknown devices give None, and MFU stays empty.
+accumulation, and plain fp32 (no TF32). The card table (gpus.py) gives each card its peaks; a
+device is found there by its exact name as `torch.cuda.get_device_name` reports it, after
+:func:`normalise_name` (case, punctuation and the vendor's brand words do not count), never by a
+substring: "NVIDIA L40" is not an "NVIDIA L4", and an "NVIDIA H100 NVL" is not the SXM part.
+Unknown devices give None, and MFU stays empty.
 
 Left out on purpose: the A10G (AWS's part; NVIDIA publishes no datasheet for it) and the H100 NVL
 and H200 NVL (their datasheets changed their per-GPU figures between editions).
@@ -53,30 +54,6 @@ RTX_A6000 = Peak(_dense(309.7), _dense(309.7), 38.7 * TERA, "NVIDIA RTX A6000 da
 RTX_4090 = Peak(165.2 * TERA, 165.2 * TERA, 82.6 * TERA, "NVIDIA Ada GPU architecture whitepaper (fp32 accumulate)")
 RTX_3090 = Peak(71 * TERA, 71 * TERA, 35.6 * TERA, "NVIDIA Ampere GA102 GPU architecture whitepaper (fp32 accumulate)")
 
-# The names torch.cuda.get_device_name (and NVML) report for each card.
-CARDS: dict[str, Peak] = {
-    "NVIDIA H100 80GB HBM3": H100_SXM,
-    "NVIDIA H100 PCIe": H100_PCIE,
-    "NVIDIA H200": H200_SXM,
-    "NVIDIA A100-SXM4-80GB": A100,
-    "NVIDIA A100-SXM4-40GB": A100,
-    "NVIDIA A100 80GB PCIe": A100,
-    "NVIDIA A100-PCIE-40GB": A100,
-    "Tesla V100-SXM2-16GB": V100_SXM2,
-    "Tesla V100-SXM2-32GB": V100_SXM2,
-    "Tesla V100-PCIE-16GB": V100_PCIE,
-    "Tesla V100-PCIE-32GB": V100_PCIE,
-    "Tesla V100S-PCIE-32GB": V100S_PCIE,
-    "Tesla T4": T4,
-    "NVIDIA L4": L4,
-    "NVIDIA L40": L40,
-    "NVIDIA L40S": L40S,
-    "NVIDIA A10": A10,
-    "NVIDIA RTX A6000": RTX_A6000,
-    "NVIDIA GeForce RTX 4090": RTX_4090,
-    "NVIDIA GeForce RTX 3090": RTX_3090,
-}
-
 # Brand words a driver may or may not put before the model ("Tesla T4", "NVIDIA GeForce RTX 4090").
 _BRAND_WORDS = {"nvidia", "tesla", "geforce"}
 
@@ -88,29 +65,3 @@ def normalise_name(device_name: str) -> str:
     while words and words[0] in _BRAND_WORDS:
         words.pop(0)
     return " ".join(words)
-
-
-def _index(cards: dict[str, Peak]) -> dict[str, Peak]:
-    index: dict[str, Peak] = {}
-    for name, peak in cards.items():
-        key = normalise_name(name)
-        if key in index:
-            raise ValueError(f"two GPU names normalise to {key!r}")
-        index[key] = peak
-    return index
-
-
-_BY_KEY = _index(CARDS)
-
-
-def find_peak(device_name: str) -> Optional[Peak]:
-    """The card's datasheet peaks, or None for a device not in CARDS."""
-    return _BY_KEY.get(normalise_name(device_name))
-
-
-def peak_flops_per_s(device_name: str, precision: str) -> Optional[float]:
-    """Dense peak FLOP/s for `precision` ("fp16", "bf16" or "fp32") on the named device, or None."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; accepted: {', '.join(PRECISIONS)}")
-    peak = find_peak(device_name)
-    return None if peak is None else peak.for_precision(precision)

@@ -251,7 +251,7 @@ def _throughput(build, config: StepConfig, settings: Settings, flops: FlopsResul
     run that stops its other children while this one times (isolation.TimeAlone) stops them no
     longer than it must."""
     from .energy import open_energy_meter
-    from .gpu_peaks import peak_flops_per_s
+    from .gpus import peak_flops_per_s
     from .throughput import TimingSettings, measure_throughput
     from .training import timed_precision
     timing = TimingSettings(batch_size=settings.throughput_batch_size or settings.batch_size,

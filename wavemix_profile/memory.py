@@ -1,6 +1,6 @@
 """Peak memory of a training step and an inference pass.
 
-What is counted. Training: one step after warm-up steps, so Adam's state exists, as on every real
+What is counted. Training: one step after warm-up steps, so the optimizer's state exists, as on every real
 step after the first; weights, gradients, optimizer state, the batch and its labels, activations and
 temporaries. Inference: a freshly built model's pass; its weights and buffers, the input batch, and
 what the pass allocates (activations, temporaries, logits); no optimizer state, no gradients, no
@@ -27,7 +27,7 @@ import contextlib
 import gc
 import itertools
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Hashable, Optional, Protocol, Sequence
 
 import torch
@@ -38,7 +38,7 @@ from torch.utils._pytree import tree_flatten
 from .allocator import Alloc, Event, Free
 from .autocast_policy import cuda_autocast_policy
 from .extrapolation import RecordedStep, RecordedUpdate, StepLine
-from .reserved import StepRecording, predicted_reserved
+from .reserved import StepRecording, StepReplay, replay_of
 from .results import MemoryResult, Settings
 from .sampling import PeakSampler
 from .training import StepConfig, TrainStep, optimizer_state_bytes, param_bytes
@@ -109,9 +109,11 @@ class LiveStorageTracker(TorchDispatchMode):
 class StepEstimate:
     """One training step's or inference pass's CPU estimate, in bytes: `allocated_bytes` is the peak
     of what tensors hold (the figure max_memory_allocated measures, less the allocator's 512 B
-    rounding); `reserved_bytes` the CUDA caching allocator's predicted max_memory_reserved."""
+    rounding); `reserved_bytes` the CUDA caching allocator's predicted max_memory_reserved with room
+    to spare; `replay` the allocator events both come from, to replay under a limit (reserved.py)."""
     allocated_bytes: int
     reserved_bytes: int
+    replay: Optional[StepReplay] = field(default=None, compare=False)   # storage ids differ between recordings
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,7 @@ def _state_tensors(step: TrainStep) -> list[torch.Tensor]:
 class CpuEstimator:
     """Estimates peak bytes for any batch size from one fake model, built once.
 
-    The model and Adam live as fake tensors; one warm-up step creates the optimizer state, as on a
+    The model and its optimizer live as fake tensors; one warm-up step creates the optimizer state, as on a
     real run's later steps. Each estimate then tracks one training step or one inference pass, and
     keeps what it recorded for extrapolate(). The optimizer step, the same at any batch, runs in the
     first tracked training step and is replayed from its events in later ones (`replay_updates`).
@@ -165,11 +167,11 @@ class CpuEstimator:
 
     @property
     def optimizer_state_bytes(self) -> int:
-        return optimizer_state_bytes(self.step.optimizer)
+        return optimizer_state_bytes(self.step)
 
     def peak(self, mode: str, *, batch: int, image_size: int) -> int:
         """Estimated peak bytes of one training step ("train") or inference pass ("infer"). Inference
-        counts weights, buffers, the input and what the pass allocates: the fake Adam state of an
+        counts weights, buffers, the input and what the pass allocates: the fake optimizer state of an
         earlier training estimate is alive but, as for a freshly built model, not counted. The step
         casts as CUDA autocast would (autocast_policy): the estimate predicts a GPU."""
         return self._run(mode, batch=batch, image_size=image_size)[0]
@@ -182,8 +184,8 @@ class CpuEstimator:
         rec = StepRecording()
         allocated, step_peak = self._run(mode, batch=batch, image_size=image_size, recording=rec)
         self._recorded[(mode, image_size, batch)] = RecordedStep(rec, allocated, step_peak)
-        reserved = predicted_reserved(mode, rec, self.step, warmup_steps=warmup_steps)
-        return StepEstimate(allocated_bytes=allocated, reserved_bytes=reserved)
+        replay = replay_of(mode, rec, self.step, warmup_steps=warmup_steps)
+        return StepEstimate(allocated_bytes=allocated, reserved_bytes=replay.peak_reserved(), replay=replay)
 
     def extrapolate(self, mode: str, *, batch: int, image_size: int,
                     warmup_steps: int = Settings.warmup_steps) -> Optional[StepEstimate]:
@@ -202,8 +204,8 @@ class CpuEstimator:
         if made is None:
             return None
         recording, allocated = made
-        reserved = predicted_reserved(mode, recording, self.step, warmup_steps=warmup_steps)
-        return StepEstimate(allocated_bytes=allocated, reserved_bytes=reserved)
+        replay = replay_of(mode, recording, self.step, warmup_steps=warmup_steps)
+        return StepEstimate(allocated_bytes=allocated, reserved_bytes=replay.peak_reserved(), replay=replay)
 
     def _run(self, mode: str, *, batch: int, image_size: int,
              recording: Optional[StepRecording] = None) -> tuple[int, int]:
@@ -380,7 +382,7 @@ def measure_step_peaks(step: TrainStep, counter: PeakCounter, *, batch: int, ima
         step.train(x, y)
         train_peak = counter.peak_bytes()
     train_reserved = counter.reserved_bytes()
-    params, opt = param_bytes(step.model), optimizer_state_bytes(step.optimizer)
+    params, opt = param_bytes(step.model), optimizer_state_bytes(step)
     grads = sum(p.numel() * p.element_size() for p in step.model.parameters() if p.requires_grad)
     del y
     drop_training_state(step)

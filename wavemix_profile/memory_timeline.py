@@ -111,8 +111,7 @@ class _TimelineTracker(LiveStorageTracker):
 
 def _state_owners(step: TrainStep, param_owner: dict[int, str]) -> list[tuple[str, torch.Tensor]]:
     """Each optimizer-state tensor with its parameter's module."""
-    return [(param_owner.get(id(p), _MODEL_MODULE), value) for p, values in step.optimizer.state.items()
-            for value in values.values() if isinstance(value, torch.Tensor)]
+    return [(param_owner.get(id(p), _MODEL_MODULE), value) for p, value in step.optimizer_state()]
 
 
 def _cut(name: str, depth: int) -> str:
@@ -123,9 +122,10 @@ def tracked_step(step: TrainStep, x: torch.Tensor, y: torch.Tensor, *, model_nam
                  method: str, device_name: str, depth: int = 2) -> MemoryTimeline:
     """Run one training step of `step` on (x, y) under the tracker and build its timeline; the
     caller has run the warm-up steps and entered the fake mode or device context it needs."""
-    model, optimizer = step.model, step.optimizer
+    model = step.model
     params = [*model.parameters(), *model.buffers()]
-    state = [v for s in optimizer.state.values() for v in s.values() if isinstance(v, torch.Tensor)]
+    # the host's step counts too, so that they are not taken for tensors the step makes
+    state = [v for s in step.optimizer.state.values() for v in s.values() if isinstance(v, torch.Tensor)]
     names = {id(m): name for name, m in model.named_modules() if name}
     param_owner = {id(p): name.rpartition(".")[0] for name, p in model.named_parameters()}
     tracker = _TimelineTracker([*params, *state, x, y], names)
@@ -163,7 +163,7 @@ def tracked_step(step: TrainStep, x: torch.Tensor, y: torch.Tensor, *, model_nam
         hold(_BATCH_MODULE, "batch", t.untyped_storage().nbytes(), fixed_modules)
     for shares in fixed_modules.values():
         fixed = [a + b for a, b in zip(fixed, shares)]
-    if fixed[0] != param_bytes(model) or fixed[1] != optimizer_state_bytes(optimizer):
+    if fixed[0] != param_bytes(model) or fixed[1] != optimizer_state_bytes(step):
         raise AssertionError("parameters or optimizer state counted twice or missed")
 
     rec = tracker.recorder

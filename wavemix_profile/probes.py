@@ -8,25 +8,31 @@ Only CUDA out-of-memory counts as "does not fit"; any other error stops the sear
 A budget below the device's size is emulated with torch.cuda.set_per_process_memory_fraction, with
 the CUDA context that a real card of that size would also hold subtracted first.
 
-CPU: each probe predicts the step's memory on the target GPU as a band (cuda_overheads.py): the
-CPU estimate of its tensors (allocated), the caching allocator's model of them plus cuBLAS's
-workspaces (reserved), and that plus the CUDA context, lazily loaded kernels and library handles
-(what nvidia-smi would show). A batch fits when the band's upper end is within the budget, so a
-predicted batch is one that fits the whole device's use, not only the tensors: a prediction,
-labelled so. Once the estimator holds two recordings of the step (the memory stage's count), the
-search runs on their extrapolation (CpuEstimator.extrapolate: milliseconds, not a fake step) and
-estimates only its answer and the batch above it, which keep it exact.
+CPU: each probe predicts the step on the target GPU. What lives outside PyTorch's allocator (the
+CUDA context, lazily loaded kernels, library handles: cuda_overheads.py) is taken off the budget;
+the rest is the allocator's limit. The step's allocations (the CPU estimate's recording, with
+cuBLAS's workspaces first) are replayed through the caching-allocator model under that limit, which
+releases its cache and asks again where a new segment would pass it, as the real allocator does when
+cudaMalloc fails (reserved.StepReplay.fits). A batch fits when the replay runs: it fits the whole
+device's use, not only the tensors, yet is not refused for cached segments a real GPU would have
+released. Stored with each real probe: its tensors and the device memory it needs at least (the
+allocator's least limit plus what lives outside it). Once the estimator holds two recordings of the
+step (the memory stage's count), the search runs on their extrapolation (CpuEstimator.extrapolate:
+milliseconds, not a fake step) and estimates only its answer and the batch above it, which keep it
+exact.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import torch
 import torch.nn as nn
 
-from .cuda_overheads import MemoryBand, Overheads, band, overheads_for
+from .cuda_overheads import Overheads, overheads_for
 from .maxbatch import ProbeOutcome, search_from_smallest_runnable
 from .memory import (CpuEstimator, CudaAllocatorCounter, PeakCounter, StepEstimate, drop_training_state,
                      release_cuda_memory)
@@ -76,55 +82,83 @@ def target_overheads(settings: Settings) -> Overheads:
     return overheads_for(settings.target_gpu, cuda_version=torch.version.cuda, loading=module_loading())
 
 
-def predicted_band(estimator: CpuEstimator, overheads: Overheads, mode: str, *, batch: int, image_size: int,
-                   warmup_steps: int) -> MemoryBand:
-    """The band of one training step (measured after `warmup_steps`) or inference pass at `batch`, in
-    bytes: the estimate's tensors, the allocator model's reserved bytes plus cuBLAS workspaces, and
-    what nvidia-smi would show."""
-    return _band(estimator.estimate(mode, batch=batch, image_size=image_size, warmup_steps=warmup_steps),
-                 overheads, mode)
+@dataclass(frozen=True)
+class DeviceFit:
+    """How a CPU prediction judges one training step ("train") or inference pass ("infer") on the
+    target GPU within `budget_bytes`: what lives outside the allocator (overheads.row) is taken off the
+    budget, the rest is the allocator's limit, and cuBLAS's workspaces are allocated first."""
+
+    overheads: Overheads
+    budget_bytes: int
+    mode: str
+
+    @property
+    def limit_bytes(self) -> int:
+        return self.budget_bytes - self.overheads.row.outside_allocator_bytes
+
+    def fits(self, step: StepEstimate) -> bool:
+        """Whether the step's allocations run within the limit (reserved.StepReplay.fits)."""
+        prelude = self.overheads.row.workspace_events(self.mode)
+        return self.limit_bytes > 0 and step.replay.fits(self.limit_bytes, prelude) is not None
+
+    def steering_bytes(self, step: StepEstimate) -> int:
+        """Tensors plus the GPU's fixed overheads: a line in the batch that the search steers by."""
+        return step.allocated_bytes + self.overheads.row.fixed_bytes(self.mode)
+
+    def needed_bytes(self, step: StepEstimate) -> int:
+        """The least device memory, in bytes, the step runs in: the allocator's least limit for its
+        allocations with cuBLAS's workspaces (reserved.StepReplay.needed_bytes), plus what lives
+        outside the allocator."""
+        row = self.overheads.row
+        return step.replay.needed_bytes(row.workspace_events(self.mode)) + row.outside_allocator_bytes
 
 
-def _band(step: StepEstimate, overheads: Overheads, mode: str) -> MemoryBand:
-    return band(step.allocated_bytes, step.reserved_bytes, overheads.row, mode)
+def device_fit(settings: Settings, mode: str) -> DeviceFit:
+    """The judge of a CPU prediction for `settings` (its target GPU and budget) and `mode`."""
+    return DeviceFit(target_overheads(settings), settings.memory_budget_bytes or DEFAULT_PREDICTION_BUDGET_BYTES,
+                     mode)
 
 
 def _predicted_search(estimator: CpuEstimator, settings: Settings, mode: str, on_probe, *,
                       replay: bool) -> MaxBatchResult:
-    """Largest b whose band's upper end fits the budget. The search fits its line to the upper ends
-    (the probes' peak_bytes it sees); the stored probes keep the tensors' bytes beside them. With
-    `replay`, extrapolated estimates guess the probes (maxbatch.find_max_batch's `predict`)."""
+    """Largest b whose step runs on the target GPU: its allocations replayed under the allocator's
+    limit (the budget less what lives outside the allocator; see the module docstring). The search
+    steers by a line through the tensors plus the GPU's fixed overheads (the probes' peak_bytes it
+    sees), which grows with the batch as the need does; the stored probes keep the tensors and the
+    device memory needed beside the verdict. With `replay`, extrapolated estimates guess the probes
+    (maxbatch.find_max_batch's `predict`)."""
     began = time.perf_counter()
-    budget = settings.memory_budget_bytes or DEFAULT_PREDICTION_BUDGET_BYTES
-    overheads = target_overheads(settings)
-    bands: dict[int, MemoryBand] = {}
+    judge = device_fit(settings, mode)
+    budget = judge.budget_bytes
+    steps: dict[int, StepEstimate] = {}
 
-    def outcome(batch: int, upper_bytes: int) -> ProbeOutcome:
-        return ProbeOutcome(batch=batch, fits=upper_bytes <= budget, peak_bytes=upper_bytes)
+    def outcome(batch: int, step: StepEstimate) -> ProbeOutcome:
+        return ProbeOutcome(batch=batch, fits=judge.fits(step), peak_bytes=judge.steering_bytes(step))
 
     def fits(batch: int) -> ProbeOutcome:
-        bands[batch] = predicted_band(estimator, overheads, mode, batch=batch, image_size=settings.image_size,
-                                      warmup_steps=settings.warmup_steps)
-        probed = outcome(batch, bands[batch].device_bytes)
-        on_probe(probed)
+        steps[batch] = estimator.estimate(mode, batch=batch, image_size=settings.image_size,
+                                          warmup_steps=settings.warmup_steps)
+        probed = outcome(batch, steps[batch])
+        on_probe(dataclasses.replace(probed, peak_bytes=judge.needed_bytes(steps[batch])))
         return probed
 
     def predict(batch: int) -> Optional[ProbeOutcome]:
         step = estimator.extrapolate(mode, batch=batch, image_size=settings.image_size,
                                      warmup_steps=settings.warmup_steps)
-        return None if step is None else outcome(batch, _band(step, overheads, mode).device_bytes)
+        return None if step is None else outcome(batch, step)
 
     search, refused = search_from_smallest_runnable(fits, budget_bytes=budget, multiple_of=settings.multiple_of,
                                                     predict=predict if replay else None)
-    probes = tuple(ProbeRecord(p.batch, p.fits, bands[p.batch].allocated_bytes, bands[p.batch].device_bytes)
+    needed = {p.batch: judge.needed_bytes(steps[p.batch]) for p in search.probes}
+    probes = tuple(ProbeRecord(p.batch, p.fits, steps[p.batch].allocated_bytes, needed[p.batch])
                    for p in search.probes)
-    at_answer = bands.get(search.max_batch)
+    at_answer = steps.get(search.max_batch)
     return MaxBatchResult(mode=mode, max_batch=search.max_batch, budget_bytes=budget, predicted=True,
                           method=f"cpu-estimate, {search.method}" + (f"; {refused}" if refused else ""), probes=probes,
                           search_s=time.perf_counter() - began, capped=search.capped,
                           predicted_peak_bytes=at_answer.allocated_bytes if at_answer else None,
-                          predicted_device_bytes=at_answer.device_bytes if at_answer else None,
-                          overhead_source=overheads.describe())
+                          predicted_device_bytes=needed.get(search.max_batch),
+                          overhead_source=judge.overheads.describe())
 
 
 def _cuda_search(build, config: StepConfig, settings: Settings, mode: str, on_probe) -> MaxBatchResult:

@@ -22,8 +22,10 @@ INFERENCE_MODES = ("inference_mode", "autograd")
 # the spread across blocks says how far a figure can be trusted (benchmarks/cpu_timing.py).
 CPU_QUICK_TIMING = {"throughput_batch_size": 2, "warmup_steps": 1, "timed_iterations": 1, "repeats": 5,
                     "min_block_s": 0.05}
-# Settings fields added after the store's first records: absent from the key while None.
-KEY_NEUTRAL_WHEN_NONE = ("target_gpu", "inference", "min_block_s", "threads", "gpu_type")
+# Settings fields added after the store's first records, and the value each had before it was added:
+# absent from the key while they hold it, so a request keeps the key its stored record was written under.
+KEY_NEUTRAL = {"target_gpu": None, "inference": None, "min_block_s": None, "threads": None, "gpu_type": None,
+               "optimizer": "adam"}
 
 
 @dataclass(frozen=True)
@@ -58,13 +60,17 @@ class Settings:
     # The kind of GPU a Ray task asked for (Ray's accelerator type, e.g. "H100", `--gpu-types`): one
     # measurement per kind, so it is part of the key. None: whatever GPU the device is.
     gpu_type: Optional[str] = None
+    # The optimizer of the training step (training.OPTIMIZERS): "adam" (the paper's), "adamw", "sgd",
+    # "sgd-momentum" or "none" (forward and backward only).
+    optimizer: str = "adam"
 
     def key(self) -> str:
         """Stable identity of a measurement for the store and --resume. A field added after records
-        were stored is left out while None, so a request keeps the key its stored record was written under."""
+        were stored is left out while it holds its KEY_NEUTRAL value, so a request keeps the key its
+        stored record was written under."""
         data = to_dict(self)
-        for name in KEY_NEUTRAL_WHEN_NONE:
-            if data[name] is None:
+        for name, neutral in KEY_NEUTRAL.items():
+            if data[name] == neutral:
                 del data[name]
         return json.dumps(data, sort_keys=True)
 

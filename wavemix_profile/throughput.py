@@ -19,7 +19,7 @@ timed by events in the stream, and Timer sets its own thread count (one by defau
 Energy, where a counter can be read (energy.py: NVML on NVIDIA GPUs, RAPL on the CPU), is read
 from just before the first timed block to just after the last: joules per image over every timed
 image, and average watts over the summed block time. Where none can be read, the reason is kept.
-MFU is images/s x FLOPs per image (train step or forward) / the device's dense peak (gpu_peaks.py).
+MFU is images/s x FLOPs per image (train step or forward) / the device's dense peak (gpus.py).
 """
 from __future__ import annotations
 

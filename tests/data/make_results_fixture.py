@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from wavemix_profile.cuda_overheads import band, overheads_for
-from wavemix_profile.gpu_peaks import peak_flops_per_s
+from wavemix_profile.gpus import peak_flops_per_s
 from wavemix_profile.results import (Environment, FlopsResult, MaxBatchResult, MemoryResult,
                                      ProbeRecord, Result, Settings, ThroughputResult, result_to_json)
 

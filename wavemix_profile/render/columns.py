@@ -120,7 +120,7 @@ def _percent(name: str) -> Callable[[Result], Optional[float]]:
 
 
 MFU_NOTE = ("MFU: model FLOPs utilisation, the counted FLOPs per image times images/s over the GPU's dense "
-            "datasheet peak for the precision timed; GPUs in wavemix_profile/gpu_peaks.py only")
+            "datasheet peak for the precision timed; GPUs in wavemix_profile/gpus.py only")
 ENERGY_SOURCES = {"nvml": "NVML total energy (whole GPU board)", "rapl": "RAPL (CPU packages)"}
 ENERGY_NOTE = ("images/J: timed images per joule the device's energy counter recorded over the timed blocks "
                "(NVML board energy on NVIDIA GPUs, RAPL package energy on CPUs); the environment table says "

@@ -4,7 +4,7 @@
 {"fits": bool, "peak_bytes": int | null} to RESULT_PATH (a file only this child is told of, so
 nothing the model prints can be taken for the answer). The probe is the search's own: on CUDA two
 training steps or one inference pass under the emulated budget (probes.cuda_probe); on the CPU the
-band's upper end (probes.predicted_band: what nvidia-smi would show) against the budget.
+estimate's allocations replayed under the target GPU's limit (probes.DeviceFit).
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import sys
 def probe_once(settings, mode: str, batch: int) -> tuple[bool, int | None]:
     from ..measure import validate
     from ..memory import CpuEstimator
-    from ..probes import cuda_probe, emulate_budget, predicted_band, target_overheads
+    from ..probes import cuda_probe, device_fit, emulate_budget
     from ..training import StepConfig, TrainStep
 
     source = validate(settings)
@@ -29,9 +29,9 @@ def probe_once(settings, mode: str, batch: int) -> tuple[bool, int | None]:
             emulate_budget(config.device, settings.memory_budget_bytes)
         outcome = cuda_probe(TrainStep(build(), config), mode, batch=batch, image_size=settings.image_size)
         return outcome.fits, outcome.peak_bytes
-    predicted = predicted_band(CpuEstimator(build, config), target_overheads(settings), mode, batch=batch,
-                               image_size=settings.image_size, warmup_steps=settings.warmup_steps)
-    return predicted.device_bytes <= settings.memory_budget_bytes, predicted.allocated_bytes
+    step = CpuEstimator(build, config).estimate(mode, batch=batch, image_size=settings.image_size,
+                                                warmup_steps=settings.warmup_steps)
+    return device_fit(settings, mode).fits(step), step.allocated_bytes
 
 
 def main(argv: list[str]) -> int:
