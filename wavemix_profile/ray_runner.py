@@ -121,14 +121,14 @@ class RayExecutor:
 
     # Executor ---------------------------------------------------------------------------------
     def validate(self, settings: Settings) -> None:
-        """Everything measure.validate checks except that this machine has the device: the cluster has."""
+        """Everything measure.check_request checks except that this machine has the device: the cluster has."""
         from .errors import BadInputError
-        from .measure import validate
+        from .measure import check_request
         if settings.device != "cpu" and settings.target_gpu is not None:
             raise BadInputError("--target-gpu names the GPU a CPU prediction is for; a GPU measures itself")
         if settings.device not in ("cpu", "cuda"):
             raise BadInputError(f"with --ray the device is cpu or cuda (Ray picks the GPU), not {settings.device!r}")
-        validate(dataclasses.replace(settings, device="cpu", gpu_type=None))
+        check_request(dataclasses.replace(settings, device="cpu", gpu_type=None), self.timeout_s)
 
     def groups(self, requests: list[Settings]) -> list[list[Settings]]:
         return [[s] for s in requests]  # one task per measurement
