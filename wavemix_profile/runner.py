@@ -18,7 +18,7 @@ import threading
 from collections import deque
 from typing import Callable, Iterable, Iterator, Optional, Protocol
 
-from .errors import Interrupted
+from .errors import Interrupted, WriteFailed
 from .host import usable_cores
 from .isolation import DEFAULT_TIMEOUT_S, iter_isolated
 from .measure import check_request
@@ -189,7 +189,8 @@ def run_all(requests: Iterable[Settings], store: Store, *, resume: bool = False,
     keep_errors. `command` (the command line) is stored with each record. `executor` runs the
     measurements (default: Sequential(timeout_s), one child at a time; another executor brings its
     own time limit; default local_executor). Returns one Result per distinct request, in request order: this run's, or with
-    resume the stored one it skipped. Ctrl-C or SIGTERM raises Interrupted."""
+    resume the stored one it skipped. Ctrl-C or SIGTERM raises Interrupted; a record the store cannot
+    take (a full disk), WriteFailed."""
     requests = list({s.key(): s for s in requests}.values())
     executor = executor or local_executor(requests, timeout_s)
     # an executor whose devices are elsewhere checks there; a python: model is loaded in a child
@@ -201,6 +202,9 @@ def run_all(requests: Iterable[Settings], store: Store, *, resume: bool = False,
         run.all(requests)
     except KeyboardInterrupt:
         raise Interrupted(len(run.fresh)) from None
+    except WriteFailed as exc:  # a full disk, say: the store is as it was before the failed append
+        exc.stored = len(run.fresh)
+        raise
     return [run.fresh.get(s.key()) or run.stored[s.key()] for s in requests]
 
 

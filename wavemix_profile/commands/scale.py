@@ -72,6 +72,9 @@ def run_scale(args) -> int:
     slug = device_slug(collect_environment(parse_device(device)).device_name)
     out = Path(args.out) if args.out else Path("reports") / slug / "scale"
     check_output_folder(out, store=STORE_NAME)
+    if args.resume:  # what a writer killed mid-write (SIGKILL) left; live writers' files stay
+        from ..atomic import sweep_stale
+        sweep_stale(out)
     command = "wavemix-profile " + shlex.join(sys.argv[1:])
     with MeasureProgress(requests) as progress:
         results = run_all(requests, Store(out / STORE_NAME), resume=args.resume, keep_errors=args.keep_errors,
