@@ -97,6 +97,8 @@ class Store:
     def read(self) -> list[Result]:
         """Every readable record, in the order written. Other lines are skipped, with one warning for
         the file that counts them and names the first few."""
+        if not os.path.lexists(self.path):
+            return []
         with self._locks.hold(STORE_LOCK_BYTE, exclusive=False):
             try:
                 fd = open_regular(self.path, os.O_RDONLY, "results store")
