@@ -211,3 +211,40 @@ def test_a_full_disk_mid_chart_is_one_line_and_leaves_the_old_files(tmp_path):
     assert stderr.count("\n") == 1 and stderr.startswith("error: cannot write ") and "No space left" in stderr, stderr
     assert (tmp_path / "report").read_text() == "old\n"
     assert not [name for name in (tmp_path / "listing").read_text().split() if name.endswith(".tmp")]
+
+
+# Saves two figures: this process the first, a forked child the second, whose saving never ends.
+SAVES_TWO = """
+import os, signal, sys
+from pathlib import Path
+from matplotlib.figure import Figure
+from wavemix_profile.render.chart_style import save_figures
+
+class Endless(Figure):
+    def savefig(self, *args, **kwargs):
+        Path(sys.argv[2]).write_text(str(os.getpid()))
+        while True:
+            signal.pause()
+
+save_figures([("first", Figure()), ("second", Endless())], Path(sys.argv[1]))
+"""
+
+
+def test_the_process_saving_charts_beside_the_run_dies_with_it(tmp_path):
+    from test_outlive import kill_all, wait_for
+    from test_signals import gone_within
+    from wavemix_profile.host import usable_cores
+    if usable_cores() < 2:
+        pytest.skip("one core: every chart is saved in the run's own process")
+    saver = tmp_path / "saver.pid"
+    driver = subprocess.Popen([sys.executable, "-c", SAVES_TWO, str(tmp_path), str(saver)])
+    try:
+        wait_for(lambda: saver.exists() and saver.read_text(), "the chart process started saving")
+        child = int(saver.read_text())
+        driver.kill()
+        driver.wait()
+        assert gone_within(child, 60), "the chart process outlived its SIGKILLed parent"
+    except BaseException:
+        driver.kill()
+        kill_all([int(saver.read_text())] if saver.exists() and saver.read_text() else [])
+        raise
