@@ -3,8 +3,12 @@
 A run killed at any moment loses at most the measurement in flight. A last line without its
 newline is torn (an append cut short) only if it does not parse as a record: it is skipped on
 read with a warning and cut off before the next append, so it never glues itself to a good
-record. A complete record that merely lacks its newline is kept, and the next append adds the
-newline first.
+record, but only in a file shown to be a store (a record before it): other bytes are never cut.
+A complete record that merely lacks its newline is kept, and the next append adds the newline
+first. An append that fails (a full disk) is taken back and raised as errors.WriteFailed.
+
+The store and its lock file are regular files, opened where they are: a symbolic link, a folder or a
+FIFO is refused as bad input (regular_files.py), so no write lands outside the store's folder.
 
 Several processes may share a store. Each takes POSIX record locks (:mod:`.locks`) on a sidecar
 file ``<store>.lock``: byte 0 is the store lock, held exclusive by an append (torn-tail repair
@@ -12,11 +16,11 @@ included) and shared by a read, so a reader never sees half a line from a live w
 bytes are claims on settings keys (:meth:`Store.try_claim`), so that concurrent ``--resume``
 runs do not measure the same thing twice.
 
-Lines that are not records of this schema (bad JSON, wrong field types, missing fields) are
-skipped on read with a warning naming the line; they never reach a renderer. A record written by
-a newer wavemix-profile (a higher ``schema_version``) is skipped too, with a warning: ``--resume``
-then measures that key again and appends a record of our schema, and reports use one answer per
-key, the last readable one.
+Lines that are not records of this schema (bad JSON, wrong field types or ranges, missing fields)
+are skipped on read, with one warning per read that counts them and names the first few; they never
+reach a renderer. A record written by a newer wavemix-profile (a higher ``schema_version``) is
+skipped too, named in the same warning: ``--resume`` then measures that key again and appends a
+record of our schema, and reports use one answer per key, the last readable one.
 """
 from __future__ import annotations
 
