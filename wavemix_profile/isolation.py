@@ -282,7 +282,8 @@ def _refusal(settings: Settings, cause: str) -> str:
     return f"cannot load model {settings.model!r}: {cause}"
 
 
-def check_isolated(requests: Sequence[Settings], *, timeout_s: Optional[float] = DEFAULT_TIMEOUT_S) -> list[Optional[str]]:
+def check_isolated(requests: Sequence[Settings], *,
+                   timeout_s: Optional[float] = DEFAULT_TIMEOUT_S) -> list[Optional[str]]:
     """Load and check each request's model in a child (a user's model file never runs in this
     process): None for each that can run, else why not, one line. The child's death, its exit
     (sys.exit or os._exit in the model file's code) or the time limit are refusals too."""

@@ -64,8 +64,9 @@ def check_reachable(address: str, timeout_s: float = RAY_CONNECT_S) -> None:
             conn.sendall(_HTTP2_PREFACE)
             answer = conn.recv(9)
     except OSError as exc:
-        raise BadInputError(f"cannot reach a Ray cluster at {address}: {exc.strerror or exc or 'timed out'}; give "
-                            f"the address `ray start --head` printed, auto, or no address for a local cluster") from None
+        raise BadInputError(f"cannot reach a Ray cluster at {address}: {exc.strerror or exc or 'timed out'}; "
+                            "give the address `ray start --head` printed, auto, or no address for a local "
+                            "cluster") from None
     if len(answer) < 9 or answer[3] != _HTTP2_SETTINGS:
         raise BadInputError(f"{address} answers, but not as a Ray cluster (no gRPC server there); give the address "
                             "`ray start --head` printed, auto, or no address for a local cluster")

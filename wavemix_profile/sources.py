@@ -158,7 +158,8 @@ def runs_user_code(spec: str) -> bool:
 def _split_python(spec: str) -> tuple[str, str]:
     module_name, _, qualname = spec.removeprefix("python:").rpartition(":")
     if not module_name or not qualname:
-        raise BadInputError(f"bad python model spec {spec!r}; use python:MODULE:FACTORY or python:path/to/file.py:FACTORY")
+        raise BadInputError(f"bad python model spec {spec!r}; use python:MODULE:FACTORY or "
+                            "python:path/to/file.py:FACTORY")
     return module_name, qualname
 
 

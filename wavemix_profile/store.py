@@ -76,6 +76,23 @@ def _holds_a_record(content: bytes) -> bool:
     return False
 
 
+def _skipped(bad: list[str], newer: list[tuple[int, int]]) -> str:
+    """What a read skipped, in one line: the lines that are not records (the first few named with
+    why), then those of a newer schema."""
+    parts = []
+    if len(bad) == 1:
+        parts.append(bad[0])
+    elif bad:
+        shown = "; ".join(bad[:_NAMED]) + ("; ..." if len(bad) > _NAMED else "")
+        parts.append(f"{len(bad)} lines that are not records of this schema: {shown}")
+    if newer:  # a newer run may have written many
+        which = ("lines " if len(newer) > 1 else "line ") + ", ".join(str(n) for n, _ in newer[:_NAMED * 3])
+        versions = ", ".join(str(v) for v in sorted({v for _, v in newer}))
+        parts.append(f"{which}{', ...' if len(newer) > _NAMED * 3 else ''}: written by a newer wavemix-profile "
+                     f"(schema {versions}; this one reads schema {SCHEMA_VERSION} and older); upgrade to read them")
+    return "; and ".join(parts)
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -121,20 +138,10 @@ class Store:
                 newer.append((number, exc.version))
             except ValueError as exc:
                 torn = number == len(lines)  # no newline after it: an append cut short
-                bad.append(f"torn last line {number} (an interrupted write): {exc}" if torn else f"line {number}: {exc}")
-        skipped = []
-        if len(bad) == 1:
-            skipped.append(bad[0])
-        elif bad:
-            shown = "; ".join(bad[:_NAMED]) + ("; ..." if len(bad) > _NAMED else "")
-            skipped.append(f"{len(bad)} lines that are not records of this schema: {shown}")
-        if newer:  # a newer run may have written many
-            which = ("lines " if len(newer) > 1 else "line ") + ", ".join(str(n) for n, _ in newer[:_NAMED * 3])
-            versions = ", ".join(str(v) for v in sorted({v for _, v in newer}))
-            skipped.append(f"{which}{', ...' if len(newer) > _NAMED * 3 else ''}: written by a newer wavemix-profile "
-                           f"(schema {versions}; this one reads schema {SCHEMA_VERSION} and older); upgrade to read them")
-        if skipped:  # one line for the file, however many lines it skips
-            warnings.warn(f"{self.path}: skipping " + "; and ".join(skipped), StoreWarning, stacklevel=2)
+                bad.append(f"torn last line {number} (an interrupted write): {exc}" if torn
+                           else f"line {number}: {exc}")
+        if bad or newer:  # one line for the file, however many lines it skips
+            warnings.warn(f"{self.path}: skipping {_skipped(bad, newer)}", StoreWarning, stacklevel=2)
         return results
 
     def keys(self) -> set[str]:
