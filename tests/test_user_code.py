@@ -83,3 +83,14 @@ def test_the_cli_refuses_such_a_file_in_one_line_exit_2(tmp_path, body, factory,
     assert run.returncode == 2, run.stderr
     assert run.stderr.count("\n") == 1 and run.stderr.startswith("error: cannot ") and why in run.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_profile_which_runs_the_model_here_writes_where_out_said_before_the_model_moved(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    model_file(tmp_path, f"os.chdir({str(elsewhere)!r})\n")
+    run = cli("profile", "python:model.py:make", "--image-size", "8", "--batch-size", "2", "--num-classes", "10",
+              "--out", "out", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert [p.suffix for p in sorted((tmp_path / "out").iterdir())] == [".json", ".md"]
+    assert not (elsewhere / "out").exists()

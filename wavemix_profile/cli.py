@@ -314,14 +314,6 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
     print(f"warning: {message}", file=sys.stderr if file is None else file)
 
 
-def _absolute_paths(args) -> None:
-    """Output folders as absolute paths, before any code of a user's model can change the working folder."""
-    import os
-    for name in ("out", "timeline"):
-        if getattr(args, name, None):
-            setattr(args, name, os.path.abspath(getattr(args, name)))
-
-
 def main(argv: list[str] | None = None) -> int:
     """Exit codes: 0 done, 1 a measurement failed or a file could not be written (a full disk),
     2 bad input, 130 Ctrl-C, 143 SIGTERM."""
@@ -337,7 +329,6 @@ def main(argv: list[str] | None = None) -> int:
         if not getattr(args, "func", None):
             parser.print_help()
             return 2
-        _absolute_paths(args)
         return args.func(args)
     except KeyboardInterrupt as exc:  # one line, no traceback; children and claims are gone by now
         stopped = True
