@@ -130,3 +130,43 @@ def reports_process(*, num_classes: int, image_size: int) -> nn.Module:
         fh.write(json.dumps({"pid": os.getpid(), "ppid": os.getppid(), "sid": os.getsid(0),
                              "threads": torch.get_num_threads(), "interop": torch.get_num_interop_threads()}) + "\n")
     return tiny_cnn(num_classes=num_classes, image_size=image_size)
+
+
+_STARTED: list = []  # what this process's models started, once per process
+
+
+def popens_a_sleeper(*, num_classes: int, image_size: int) -> nn.Module:
+    """A forward that starts `sleep 1000` (once per process) and appends its pid to
+    WAVEMIX_TEST_PID_FILE: a model whose processes would outlive the run."""
+    import subprocess
+
+    def start() -> None:
+        if not _STARTED:
+            _STARTED.append(subprocess.Popen(["sleep", "1000"]).pid)
+            with open(os.environ["WAVEMIX_TEST_PID_FILE"], "a") as fh:
+                fh.write(f"{_STARTED[0]}\n")
+    return _Forward(num_classes, start)
+
+
+def forks_in_forward(*, num_classes: int, image_size: int) -> nn.Module:
+    """A forward that forks (once per process) a process which keeps every pipe of the measuring child
+    open and waits until killed, after appending its pid to WAVEMIX_TEST_PID_FILE."""
+    def fork() -> None:
+        if _STARTED:
+            return
+        _STARTED.append(os.fork())
+        if _STARTED[0] == 0:
+            with open(os.environ["WAVEMIX_TEST_PID_FILE"], "a") as fh:
+                fh.write(f"{os.getpid()}\n")
+            while True:
+                signal.pause()
+    return _Forward(num_classes, fork)
+
+
+def waits_for_release(*, num_classes: int, image_size: int) -> nn.Module:
+    """tiny_cnn, built once the file WAVEMIX_TEST_RELEASE exists, after appending this process's pid to
+    WAVEMIX_TEST_PID_FILE: a measurement the test lets finish when it chooses."""
+    _record_pid()
+    while not os.path.exists(os.environ["WAVEMIX_TEST_RELEASE"]):
+        time.sleep(0.01)
+    return tiny_cnn(num_classes=num_classes, image_size=image_size)

@@ -194,3 +194,37 @@ def test_without_ray_the_cli_says_which_extra_to_install():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert done.stderr.strip() == "error: --ray needs Ray, which is not installed: pip install 'wavemix-profile[ray]'"
+
+
+def answers_not_as_ray():
+    """A local TCP server that answers anything with an HTTP/1.1 error, as a web server would; its address."""
+    import socket
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        with server:
+            while True:
+                try:
+                    conn, _ = server.accept()
+                except OSError:
+                    return
+                with conn:
+                    conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+    return server, f"127.0.0.1:{server.getsockname()[1]}"
+
+
+@pytest.mark.parametrize("where", ["refused", "not ray"])
+def test_an_address_where_no_ray_cluster_answers_is_one_line_exit_2(tmp_path, where):
+    server, address = answers_not_as_ray() if where == "not ray" else (None, "127.0.0.1:1")
+    try:
+        done = subprocess.run([sys.executable, "-m", "wavemix_profile", "compare", "--ray", address, "--models",
+                               "ResNet-18", "--out", str(tmp_path / "out")], capture_output=True, text=True,
+                              timeout=120)  # ray.init alone retries for many minutes
+    finally:
+        if server is not None:
+            server.close()
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.count("\n") == 1 and "Ray cluster" in done.stderr and address in done.stderr, done.stderr
+    assert not (tmp_path / "out").exists()

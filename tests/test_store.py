@@ -88,7 +88,7 @@ store = Store(path)
 while not os.path.exists(go):
     time.sleep(0.001)
 for i in range(count):
-    store.append(Result(settings=Settings(model=tag, image_size=i), model_name=tag, family=None, environment=None,
+    store.append(Result(settings=Settings(model=tag, image_size=i + 1), model_name=tag, family=None, environment=None,
                         error="x" * 8000))
 """
 
@@ -104,7 +104,7 @@ def test_two_processes_appending_keep_every_record(tmp_path):
         warnings.simplefilter("error")
         got = [(r.settings.model, r.settings.image_size) for r in store.read()]
     assert len(got) == 2 * count
-    assert sorted(got) == sorted((tag, i) for tag in ("a", "b") for i in range(count))
+    assert sorted(got) == sorted((tag, i + 1) for tag in ("a", "b") for i in range(count))
     assert store.lock_path.name == "r.jsonl.lock"
 
 

@@ -6,6 +6,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from wavemix_profile.render.paper import PaperComparison
 from wavemix_profile.render.validation import contradictions
 from wavemix_profile.validation.plan import REHEARSAL_LABEL, STAGE_NAMES
@@ -13,26 +15,32 @@ from wavemix_profile.validation.plan import REHEARSAL_LABEL, STAGE_NAMES
 LABELLED = f"({REHEARSAL_LABEL})"
 
 
+BOUND_S = 1200  # the whole pipeline, three times, on a busy 2-core machine: a bound for a hang only
+
+
 def validate(*args, cwd):
     return subprocess.run([sys.executable, "-m", "wavemix_profile", "validate", "--rehearse", *args],
-                          capture_output=True, text=True, cwd=cwd, timeout=600)
+                          capture_output=True, text=True, cwd=cwd, timeout=BOUND_S)
 
 
 def lines(path):
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
+@pytest.mark.timeout(2 * BOUND_S)
 def test_rehearsal_killed_mid_run_then_resumed_writes_every_file_once(tmp_path):
     out = tmp_path / "reports" / "rehearsal-cpu"
     first = subprocess.Popen([sys.executable, "-m", "wavemix_profile", "validate", "--rehearse"], cwd=tmp_path,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + BOUND_S
     while not lines(out / "results.jsonl") and time.monotonic() < deadline:
-        time.sleep(0.1)
+        time.sleep(0.05)
     os.kill(first.pid, signal.SIGKILL)
     first.wait()
     kept = lines(out / "results.jsonl")
-    assert len(kept) == 1, "the kill should land after the first model of the compare stage"
+    # after the compare stage's first model (its two lanes may land together on a busy machine), before
+    # the later stages
+    assert len(kept) in (1, 2) and not (out / "VALIDATION.md").exists(), "the kill should land mid-run"
 
     run = validate(cwd=tmp_path)
     assert run.returncode == 0, run.stderr

@@ -24,17 +24,19 @@ def measure_model(model: str | Callable[..., nn.Module] | nn.Module, *, image_si
     input raises before anything runs."""
     from .errors import BadInputError
     from .isolation import run_isolated
-    from .measure import default_device, measure, validate
+    from .measure import check_request, default_device, measure
     from .sources import local_source, spec_for_factory
 
     defaults = {"device": default_device(), **settings}
     if isinstance(model, str):
         request = Settings(model=model, image_size=image_size, **defaults)
-        validate(request)
-        return run_isolated(request) if isolated else measure(request)
+        if not isolated:
+            return measure(request)
+        check_request(request)
+        return run_isolated(request)
     if isolated:
         request = Settings(model=spec_for_factory(model), image_size=image_size, **defaults)
-        validate(request)
+        check_request(request)
         return run_isolated(request)
     try:  # an importable factory keeps its spec, so the CLI can measure the stored request again
         spec = spec_for_factory(model)

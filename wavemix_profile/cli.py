@@ -189,7 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_script_options(p)
     p.add_argument("--out", default=None, metavar="DIR", help="output folder (default reports/<device-slug>/)")
     p.add_argument("--resume", action="store_true",
-                   help="skip measurements already in DIR/results.jsonl; stored errors are measured again")
+                   help="skip measurements already in DIR/results.jsonl; stored errors are measured again; "
+                        "temporary files a killed run left in DIR are removed")
     p.add_argument("--keep-errors", action="store_true", help="with --resume, skip stored errors too")
     _add_accuracy(p)
     _add_timeout(p)
@@ -209,7 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_measure_options(p, single_size=False, default_sizes=SCALE_SIZES)
     p.add_argument("--out", default=None, metavar="DIR", help="output folder (default reports/<device-slug>/scale/)")
     p.add_argument("--resume", action="store_true",
-                   help="skip measurements already in DIR/results.jsonl; stored errors are measured again")
+                   help="skip measurements already in DIR/results.jsonl; stored errors are measured again; "
+                        "temporary files a killed run left in DIR are removed")
     p.add_argument("--keep-errors", action="store_true", help="with --resume, skip stored errors too")
     _add_timeout(p)
     p.set_defaults(func=lambda a: _run("scale", "run_scale", a, measures=True))
@@ -295,16 +297,33 @@ class _Terminated(KeyboardInterrupt):
     """SIGTERM, raised where the program is so that every cleanup on the way out runs, as for Ctrl-C."""
 
 
-def _on_sigterm(signum, frame):
-    raise _Terminated()
+def _on_stop(signum, frame):
+    """The first Ctrl-C or SIGTERM ends the run, raised where the program is; any later one is ignored,
+    so that the way out (ending the children, the fork server, the line that says what was stored)
+    is not cut short into a traceback. The process is ending: nothing restores them."""
+    for sig in _STOPS:
+        signal.signal(sig, signal.SIG_IGN)
+    raise _Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+_STOPS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning is one line on stderr, without the source line Python would quote under it."""
+    print(f"warning: {message}", file=sys.stderr if file is None else file)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Exit codes: 0 done, 1 a measurement failed, 2 bad input, 130 Ctrl-C, 143 SIGTERM."""
-    from .errors import Interrupted
+    """Exit codes: 0 done, 1 a measurement failed or a file could not be written (a full disk),
+    2 bad input, 130 Ctrl-C, 143 SIGTERM."""
+    import warnings
+    from .errors import Interrupted, WriteFailed
     parser = build_parser()
     in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main_thread else None
+    previous = {sig: signal.signal(sig, _on_stop) for sig in _STOPS} if in_main_thread else {}
+    shown, warnings.showwarning = warnings.showwarning, _one_line_warning
+    stopped = False
     try:
         args = parser.parse_args(argv)
         if not getattr(args, "func", None):
@@ -312,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return args.func(args)
     except KeyboardInterrupt as exc:  # one line, no traceback; children and claims are gone by now
+        stopped = True
         stored = (f"; {exc.stored} result{'s' * (exc.stored != 1)} stored, rerun with --resume"
                   if isinstance(exc, Interrupted) else "")
         print(f"interrupted{stored}", file=sys.stderr)
@@ -320,6 +340,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except WriteFailed as exc:  # what is stored stays; the failed write was taken back
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except (KeyError, ValueError) as exc:
         from .errors import is_user_error
         if not is_user_error(exc):
@@ -327,5 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, previous)
+        warnings.showwarning = shown
+        for sig, handler in previous.items():
+            if not stopped:
+                signal.signal(sig, handler)

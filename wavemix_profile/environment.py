@@ -61,7 +61,7 @@ def source_commit() -> str | None:
     """The git commit of the wavemix-profile source in use, when it runs from a checkout (else None)."""
     import subprocess
     folder = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    if not os.path.isdir(os.path.join(folder, ".git")):
+    if not os.path.exists(os.path.join(folder, ".git")):  # a folder, or a file in a git worktree
         return None
     try:
         done = subprocess.run(["git", "-C", folder, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)

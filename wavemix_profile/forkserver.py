@@ -11,7 +11,9 @@ A request carries the child's pipes (SCM_RIGHTS) and a status pipe on which the 
 "pid PID", then, once it has reaped the child, "exit CODE" or "signal NUMBER". The parent holds one
 server per run (fork_child starts it on first use) and a new one when the environment or working
 folder changes, since a fresh child would inherit those. When the control socket closes (the run is
-done, or dead) the server takes no more requests and exits once its children have.
+done, or dead) the server takes no more requests, continues any child still stopped for another's
+timing (a stopped child cannot see its lifeline close) and exits once its children have. Before it
+reaps a child it ends whatever the child's model left running (process_tree.end_tree).
 """
 from __future__ import annotations
 
@@ -26,6 +28,8 @@ import threading
 import time
 import traceback
 from typing import Optional
+
+from .process_tree import end_tree, signal_on_parent_death
 
 FORK_SERVER_ENV = "WAVEMIX_PROFILE_FORK_SERVER"  # "0": start every child as a fresh interpreter
 _SERVER_START_S = 300.0  # the server's imports (no one measurement's), on a busy machine
@@ -77,6 +81,23 @@ class Forked:
                 raise subprocess.TimeoutExpired("wavemix_profile.worker", timeout)
             self._read(left)
         return self.returncode
+
+    # process_tree.Spawned's interface: the server ends a child's tree before it reaps the child
+    def exited(self) -> bool:
+        return self.poll() is not None or self._status is None
+
+    def wait_exit(self, timeout_s: float) -> bool:
+        try:
+            self.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
+    def end(self) -> Optional[int]:
+        """End the child's whole tree (the server did, if it has exited), then its exit status."""
+        if not self.exited():
+            end_tree(self.pid)
+        return self.wait()
 
 
 class _Server:
@@ -213,7 +234,13 @@ def serve(control_fd: int) -> int:
             if len(fds) != len(_CHILD_FDS):
                 for fd in fds:
                     os.close(fd)
-                listening = bool(message)  # end of file: the parent is done
+                listening = bool(message)  # end of file: the parent is done, or dead
+                if not listening:  # a child stopped for another's timing cannot see its lifeline close
+                    for pid in status:
+                        try:
+                            os.killpg(pid, signal.SIGCONT)
+                        except (ProcessLookupError, PermissionError):
+                            pass
                 continue
             pid = _fork(dict(zip(_CHILD_FDS, fds)), own=[control.fileno(), wake_r, wake_w, *status.values()])
             _tell(fds[-1], f"pid {pid}")
@@ -231,9 +258,13 @@ def _tell(fd: int, line: str) -> None:
 
 
 def _reap(status: dict[int, int]) -> None:
-    """Write each exited child's status ("exit CODE" or "signal NUMBER") on its pipe and close it."""
+    """End what each exited child left running (its pid names its group until it is reaped), reap it,
+    and write its status ("exit CODE" or "signal NUMBER") on its pipe and close it."""
     for pid in list(status):
-        done, code = os.waitpid(pid, os.WNOHANG)
+        if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
+            continue
+        end_tree(pid)
+        done, code = os.waitpid(pid, 0)
         if done:
             _tell(status[pid], f"signal {os.WTERMSIG(code)}" if os.WIFSIGNALED(code)
                   else f"exit {os.waitstatus_to_exitcode(code)}")
@@ -255,6 +286,7 @@ def _fork(fds: dict[str, int], own: list[int]) -> int:
         for fd in own:
             os.close(fd)
         os.setsid()
+        signal_on_parent_death(signal.SIGCONT)  # the server gone: wake, and see whether the run is
         os.dup2(fds["stdin"], 0)
         os.dup2(fds["output"], 1)
         os.dup2(fds["output"], 2)

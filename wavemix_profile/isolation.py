@@ -13,15 +13,20 @@ prints can be taken for one. Every request gets exactly one Result:
   Result saying so; the remaining requests go on in a new child;
 - a child that exits non-zero after delivering everything loses nothing.
 
-Children run in a session of their own and die with the parent: on Ctrl-C, SIGTERM or the
-caller giving up the parent kills the child's process group, and if the parent is SIGKILLed the
-child sees its lifeline pipe close and kills its own group (worker.py). No temporary files are made.
+A child's work ends with its last Finished message (or its exit), not with end-of-file on its
+pipes: a process the model forked may hold them open. Whatever the child's model started is then
+ended with it (process_tree.end_tree), whether or not the child itself has exited.
 
-Timed blocks run alone. A child about to time sends Timing(begins=True) and waits; its parent
-stops every other child of the run (TimeAlone: SIGSTOP to each one's process group), then writes
-the go-ahead on the lifeline; Timing(begins=False), or the child's end, continues them. With one
-child at a time that is a formality; with several (runner.Lanes) untimed stages of different
-models overlap, and no timing shares the machine with them.
+The time limit counts the time a request could run: what waits on the channel is read before a
+deadline is judged, and neither the child's stops for others' timing nor this process's own pauses
+(SIGSTOP, a starved machine: the child may have waited on it) count against it.
+
+Children run in a session of their own and die with the parent: on Ctrl-C, SIGTERM or the
+caller giving up the parent ends the child's tree, and if the parent is SIGKILLed the child sees
+its lifeline pipe close and ends its own (worker.py). No temporary files are made.
+
+Timed blocks run alone (time_alone.TimeAlone). A user's model file is loaded in children only:
+check_isolated loads and checks a request's model in a child before a run measures anything.
 
 On Linux the children are forked by a fork server (forkserver.py) that has torch and the measuring
 code imported, so a child starts in milliseconds instead of seconds; FORK_SERVER_ENV=0, or a server
@@ -35,101 +40,23 @@ import selectors
 import signal
 import subprocess
 import sys
-import threading
 import time
 from typing import Callable, Iterator, Optional, Sequence, Union
 
 from .forkserver import Forked, fork_child
-from .protocol import Event, Finished, ProtocolError, Started, Timing, decode
+from .process_tree import Spawned
+from .protocol import Checked, Event, Finished, ProtocolError, Started, Timing, decode
 from .results import Result, Settings, to_dict
+from .time_alone import RunClosed, TimeAlone  # noqa: F401 - RunClosed: callers catch it from here
 
 DEFAULT_TIMEOUT_S = 1800.0  # one measurement (one model at one size); --timeout, 0 for none
 _OUTPUT_TAIL_BYTES = 4096   # of the child's stdout and stderr, for the cause of a death
-_EXIT_GRACE_S = 10.0        # after the channel closes, how long the child gets to exit
+_EXIT_GRACE_S = 10.0        # after its last result or the channel's end, how long the child gets to exit
+_OUTPUT_WAIT_S = 1.0        # for what it printed last, once its tree is ended
+_TICK_S = 1.0               # the loop looks at the child (its exit, its clock) at least this often
+_PAUSED_S = 5.0             # a loop turn this much longer than asked for: this process was paused
 
 OnEvent = Callable[[int, Event], None]   # (index of the request in the list, event)
-
-
-class RunClosed(RuntimeError):
-    """A child was to start after the run stopped its children (TimeAlone.kill_all)."""
-
-
-class TimeAlone:
-    """The measuring children of one run, so that one times alone: while a child times, every
-    other is stopped, and no new one starts. Thread-safe: children of parallel lanes share one.
-
-    Seconds a child spends stopped are counted (stopped_s), so that its --timeout counts only time
-    it could run. `untimed_threads`: the threads each child's untimed stages may use, a share of the
-    cores when several run at once (None: as many as its timed blocks)."""
-
-    def __init__(self, untimed_threads: Optional[int] = None):
-        self.untimed_threads = untimed_threads
-        self._cond = threading.Condition()
-        self._stopped: dict[int, float] = {}   # pid of each live child -> seconds it has been stopped
-        self._timing: Optional[int] = None     # the pid timing now
-        self._since = 0.0                      # when it began (time.monotonic)
-        self._closed = False
-
-    def start(self, spawn: Callable[[], "Child"]) -> "Child":
-        """spawn() once no child times, the child then a member; RunClosed after kill_all."""
-        with self._cond:
-            self._cond.wait_for(lambda: self._timing is None or self._closed)
-            if self._closed:
-                raise RunClosed("the run is stopping")
-            child = spawn()
-            self._stopped[child.pid] = 0.0
-            return child
-
-    def begin(self, pid: int) -> None:
-        """Wait until no other child times, then stop every other child: `pid` times alone."""
-        with self._cond:
-            self._cond.wait_for(lambda: self._timing is None or self._closed)
-            if self._closed:
-                return
-            self._timing, self._since = pid, time.monotonic()
-            for other in self._stopped:
-                if other != pid:
-                    _signal_group(other, signal.SIGSTOP)
-
-    def end(self, pid: int) -> None:
-        """`pid` has finished timing (or ended): continue the others."""
-        with self._cond:
-            if self._timing != pid:
-                return
-            took = time.monotonic() - self._since
-            for other in self._stopped:
-                if other != pid:
-                    self._stopped[other] += took
-                    _signal_group(other, signal.SIGCONT)
-            self._timing = None
-            self._cond.notify_all()
-
-    def leave(self, pid: int) -> None:
-        """The child has ended: no longer a member (and no longer timing)."""
-        self.end(pid)
-        with self._cond:
-            self._stopped.pop(pid, None)
-
-    def stopped_s(self, pid: int) -> float:
-        """Seconds `pid` has spent stopped for others' timing, the current stop included."""
-        with self._cond:
-            ongoing = time.monotonic() - self._since if self._timing not in (None, pid) else 0.0
-            return self._stopped.get(pid, 0.0) + (ongoing if pid in self._stopped else 0.0)
-
-    def kill_all(self) -> None:
-        """Ctrl-C, an error: kill every child's group (stopped ones too) and start no more."""
-        with self._cond:
-            self._closed = True
-            for pid in self._stopped:
-                _signal_group(pid, signal.SIGKILL)
-            self._cond.notify_all()
-
-
-def _signal_group(pid: int, sig: int) -> None:
-    try:
-        os.killpg(pid, sig)  # its own session: the group id is its pid
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def run_isolated(settings: Settings, *, on_event: Callable[[Event], None] | None = None,
@@ -170,10 +97,74 @@ class _Tail:
         return lines[-1][:300] if lines else ""
 
 
-Child = Union[subprocess.Popen, Forked]
+class _Clock:
+    """Seconds the request in flight could run since it started: wall time, less the child's stops for
+    others' timing (TimeAlone.stopped_s), less any turn of the loop that took far longer than it
+    asked for: this process was stopped or starved meanwhile, and the child may have waited on it."""
+
+    def __init__(self, alone: TimeAlone, pid: int):
+        self._alone, self._pid = alone, pid
+        self.restart()
+
+    def restart(self) -> None:
+        self.began, self._last, self._ran = time.monotonic(), time.monotonic(), 0.0
+        self._stops = self._alone.stopped_s(self._pid)
+
+    def tick(self, asked_s: float) -> None:
+        now = time.monotonic()
+        self._ran += min(now - self._last, asked_s + _PAUSED_S)
+        self._last = now
+
+    def ran(self) -> float:
+        return self._ran - (self._alone.stopped_s(self._pid) - self._stops)
 
 
-def _spawn(requests: list[Settings], alone: TimeAlone) -> tuple[Child, int, int, int]:
+class _Pipes:
+    """The child's channel (messages) and output (what its model printed), read as they become ready."""
+
+    def __init__(self, channel: int, output: int):
+        self.channel, self.output = channel, output
+        self.selector = selectors.DefaultSelector()
+        for fd in (channel, output):
+            self.selector.register(fd, selectors.EVENT_READ)
+        self.tail, self.pending, self.channel_open = _Tail(), b"", True
+
+    def read(self, wait: Optional[float]) -> None:
+        """Read whatever is ready within `wait` seconds (0: only what waits now)."""
+        if not self.selector.get_map():
+            return
+        for key, _ in self.selector.select(wait):
+            chunk = os.read(key.fd, 65536)
+            if not chunk:
+                self.selector.unregister(key.fd)
+                self.channel_open = self.channel_open and key.fd != self.channel
+            elif key.fd == self.output:
+                self.tail.feed(chunk)
+            else:
+                self.pending += chunk
+
+    def lines(self) -> Iterator[bytes]:
+        while b"\n" in self.pending:
+            line, self.pending = self.pending.split(b"\n", 1)
+            yield line
+
+    def last_output(self, wait_s: float) -> None:
+        """What the child printed last, read until end-of-file or for at most wait_s seconds (a
+        process that left the session may hold the pipe)."""
+        deadline = time.monotonic() + wait_s
+        while self.output in {key.fd for key in self.selector.get_map().values()} and time.monotonic() < deadline:
+            self.read(max(0.0, deadline - time.monotonic()))
+
+    def close(self) -> None:
+        self.selector.close()
+        os.close(self.channel)
+        os.close(self.output)
+
+
+Child = Union[Spawned, Forked]
+
+
+def _spawn(requests: list[Settings], alone: TimeAlone, check: bool) -> tuple[Child, int, int, int]:
     """The child, with the read ends of its channel and output and the write end of its lifeline."""
     channel_r, channel_w = os.pipe()
     lifeline_r, lifeline_w = os.pipe()
@@ -182,9 +173,9 @@ def _spawn(requests: list[Settings], alone: TimeAlone) -> tuple[Child, int, int,
 
     def spawn() -> Child:
         forked = fork_child(stdin=stdin_r, output=output_w, channel=channel_w, lifeline=lifeline_r)
-        return forked or subprocess.Popen(
+        return forked or Spawned(subprocess.Popen(
             [sys.executable, "-m", "wavemix_profile.worker", str(channel_w), str(lifeline_r)], stdin=stdin_r,
-            stdout=output_w, stderr=subprocess.STDOUT, pass_fds=(channel_w, lifeline_r), start_new_session=True)
+            stdout=output_w, stderr=subprocess.STDOUT, pass_fds=(channel_w, lifeline_r), start_new_session=True))
 
     try:
         proc = alone.start(spawn)
@@ -196,101 +187,108 @@ def _spawn(requests: list[Settings], alone: TimeAlone) -> tuple[Child, int, int,
         for fd in (channel_w, lifeline_r, output_w, stdin_r):
             os.close(fd)
     with open(stdin_w, "wb") as stdin:
-        stdin.write(json.dumps({"requests": [to_dict(s) for s in requests],
+        stdin.write(json.dumps({"requests": [to_dict(s) for s in requests], "check": check,
                                 "untimed_threads": alone.untimed_threads}).encode())
     return proc, channel_r, output_r, lifeline_w
 
 
-def _kill_group(proc: Child) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)  # its own session: the group id is its pid
-    except (ProcessLookupError, PermissionError):
-        pass
-    proc.wait()
-
-
 def _one_child(requests: list[Settings], on_event: OnEvent | None, timeout_s: Optional[float],
-               alone: TimeAlone) -> Iterator[Result]:
-    """Results from one child, in order; ends with the error Results its death or timeout leaves."""
-    from .measure import error_result
-    proc, channel, output, lifeline = _spawn(requests, alone)
-    tail, pending, landed = _Tail(), b"", 0
-    clock = time.monotonic()  # when the request in flight (or the child) started, less time it was stopped
-    clock_stops = 0.0         # alone.stopped_s when the clock was set
-    failure: str | None = None
-    try:
-        with selectors.DefaultSelector() as selector:
-            selector.register(channel, selectors.EVENT_READ)
-            selector.register(output, selectors.EVENT_READ)
-            while channel in {key.fd for key in selector.get_map().values()} and failure is None:
-                wait = (None if timeout_s is None else
-                        clock + timeout_s + alone.stopped_s(proc.pid) - clock_stops - time.monotonic())
-                if wait is not None and wait <= 0:
-                    failure = f"timed out after {timeout_s:g} s (--timeout); the measuring process was killed"
-                    break
-                for key, _ in selector.select(wait):
-                    chunk = os.read(key.fd, 65536)
-                    if not chunk:
-                        selector.unregister(key.fd)
-                    elif key.fd == output:
-                        tail.feed(chunk)
-                    else:
-                        pending += chunk
-                while failure is None and b"\n" in pending:
-                    line, pending = pending.split(b"\n", 1)
-                    try:
-                        index, message = decode(line)
-                    except ProtocolError as exc:
-                        failure = f"measuring process broke the protocol: {exc}"
-                        break
-                    if isinstance(message, Timing) and message.begins:
-                        alone.begin(proc.pid)
-                        try:
-                            os.write(lifeline, b"g")  # the go-ahead: the others are stopped
-                        except OSError:  # the child is gone: its channel says so next
-                            pass
-                    elif isinstance(message, Timing):
-                        alone.end(proc.pid)
-                    if isinstance(message, Started):
-                        clock, clock_stops = time.monotonic(), alone.stopped_s(proc.pid)
-                    elif isinstance(message, Finished):
-                        alone.end(proc.pid)
-                        if index != landed:
-                            failure = f"measuring process sent result {index} while {landed} was due"
-                            break
-                        landed += 1
-                        yield message.result
-                        clock, clock_stops = time.monotonic(), alone.stopped_s(proc.pid)
-                    elif on_event:
-                        on_event(index, message)
-            if failure is None:  # the channel closed: the child is exiting; collect what it printed last
+               alone: TimeAlone, *, check: bool = False) -> Iterator[Union[Result, Checked]]:
+    """What one child delivers, in order (Results, or Checked with `check`); ends with what its death
+    or timeout leaves: an error Result, or a Checked refusal, for each request it did not settle."""
+    proc, channel, output, lifeline = _spawn(requests, alone, check)
+    pipes, clock = _Pipes(channel, output), _Clock(alone, proc.pid)
+    landed, failure = 0, None
+
+    def messages() -> Iterator[Union[Result, Checked]]:
+        nonlocal landed, failure
+        for line in pipes.lines():
+            try:
+                index, message = decode(line)
+            except ProtocolError as exc:
+                failure = f"measuring process broke the protocol: {exc}"
+                return
+            if isinstance(message, Timing) and message.begins:
+                alone.begin(proc.pid)
                 try:
-                    proc.wait(timeout=_EXIT_GRACE_S)
-                except subprocess.TimeoutExpired:
+                    os.write(lifeline, b"g")  # the go-ahead: the others are stopped
+                except OSError:  # the child is gone: its channel says so next
                     pass
-                while output in {key.fd for key in selector.get_map().values()} and selector.select(0.2):
-                    chunk = os.read(output, 65536)
-                    if not chunk:
-                        break
-                    tail.feed(chunk)
-    finally:  # a timeout, Ctrl-C, SIGTERM or the caller giving up: take the child's whole group along
+            elif isinstance(message, Timing):
+                alone.end(proc.pid)
+            if isinstance(message, Started):
+                clock.restart()
+            elif isinstance(message, (Finished, Checked)):
+                alone.end(proc.pid)
+                if index != landed:
+                    failure = f"measuring process sent result {index} while {landed} was due"
+                    return
+                landed += 1
+                yield message.result if isinstance(message, Finished) else message
+                clock.restart()
+            elif on_event:
+                on_event(index, message)
+
+    try:
+        while landed < len(requests) and failure is None and pipes.channel_open:
+            wait = _TICK_S if timeout_s is None else max(0.0, min(_TICK_S, timeout_s - clock.ran()))
+            pipes.read(wait)
+            clock.tick(wait)
+            if timeout_s is not None and clock.ran() >= timeout_s:
+                pipes.read(0)  # what waits first: a stopped and continued process's select returns empty
+            yield from messages()
+            if landed == len(requests) or failure is not None or not pipes.channel_open:
+                break
+            if proc.exited():  # a process it forked may hold the channel open: take what it sent
+                pipes.read(0)
+                yield from messages()
+                break
+            if timeout_s is not None and clock.ran() >= timeout_s:
+                failure = f"timed out after {timeout_s:g} s (--timeout); the measuring process was killed"
+        if failure is None:  # delivered, or the channel closed: it is exiting by itself
+            proc.wait_exit(_EXIT_GRACE_S)
+    finally:  # done, a timeout, Ctrl-C, SIGTERM or the caller giving up: end the child's whole tree
         alone.leave(proc.pid)
         os.close(lifeline)
-        if proc.poll() is None:
-            _kill_group(proc)
-        os.close(channel)
-        os.close(output)
+        proc.end()
+        pipes.last_output(_OUTPUT_WAIT_S)
+        pipes.close()
     if landed == len(requests):
         return  # everything delivered: an exit code after that loses nothing
-    elapsed = time.monotonic() - clock
-    printed = f"; last output: {tail.last_line()}" if tail.last_line() else ""
+    elapsed = time.monotonic() - clock.began
+    printed = f"; last output: {pipes.tail.last_line()}" if pipes.tail.last_line() else ""
+    code = proc.returncode
     if failure is not None:
-        yield error_result(requests[landed], failure + printed, elapsed)
-    elif proc.returncode == 0:  # os._exit(0) or the like: it would do the same again, so no new child
-        for settings in requests[landed:]:
-            yield error_result(settings, "measuring process exited 0 without a result" + printed, elapsed)
+        causes = [failure] + [None] * (len(requests) - landed - 1)
+    elif code == 0:  # os._exit(0) or the like: it would do the same again, so no new child
+        causes = ["measuring process exited 0 without a result"] * (len(requests) - landed)
     else:
-        code = proc.returncode
         cause = ("ended; its exit status was lost with the fork server" if code is None else
                  f"killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}")
-        yield error_result(requests[landed], f"measuring process {cause}{printed}", elapsed)
+        causes = [f"measuring process {cause}"] + [None] * (len(requests) - landed - 1)
+    for settings, cause in zip(requests[landed:], causes):
+        if cause is None:
+            return  # the rest go on in a new child
+        yield Checked(_refusal(settings, cause + printed)) if check else _error_result(settings, cause + printed,
+                                                                                       elapsed)
+
+
+def _error_result(settings: Settings, error: str, elapsed: float) -> Result:
+    from .measure import error_result
+    return error_result(settings, error, elapsed)
+
+
+def _refusal(settings: Settings, cause: str) -> str:
+    return f"cannot load model {settings.model!r}: {cause}"
+
+
+def check_isolated(requests: Sequence[Settings], *,
+                   timeout_s: Optional[float] = DEFAULT_TIMEOUT_S) -> list[Optional[str]]:
+    """Load and check each request's model in a child (a user's model file never runs in this
+    process): None for each that can run, else why not, one line. The child's death, its exit
+    (sys.exit or os._exit in the model file's code) or the time limit are refusals too."""
+    refusals: list[Optional[str]] = []
+    while len(refusals) < len(requests):
+        for checked in _one_child(list(requests[len(refusals):]), None, timeout_s or None, TimeAlone(), check=True):
+            refusals.append(checked.refusal)
+    return refusals

@@ -12,7 +12,8 @@ Record locks rather than ``flock`` because they work on NFS too. Their semantics
   never be left stale.
 
 The lock file itself holds no data and is never deleted (deleting a lock file races with a process
-that has just opened it).
+that has just opened it). It is opened where it is, never through a symbolic link, and must be a
+regular file (:mod:`.regular_files`): a lock would otherwise create or lock a file anywhere.
 """
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ import os
 import threading
 from contextlib import contextmanager
 from typing import Iterator
+
+from .regular_files import open_regular
 
 _HELD_ELSEWHERE = (errno.EACCES, errno.EAGAIN)  # what a non-blocking lockf says when another process holds it
 _READ_ONLY = (errno.EACCES, errno.EPERM, errno.EROFS)
@@ -48,12 +51,12 @@ class LockFile:
             if self._fd is not None and (self._writable or not write) and self._still_there():
                 return self._fd
             try:
-                fd, writable = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666), True
+                fd, writable = open_regular(self.path, os.O_RDWR | os.O_CREAT, "lock file"), True
             except OSError as exc:
                 if write or exc.errno not in _READ_ONLY:
                     raise
                 try:  # a store we may read but not write: a shared lock needs only read access
-                    fd, writable = os.open(self.path, os.O_RDONLY), False
+                    fd, writable = open_regular(self.path, os.O_RDONLY, "lock file"), False
                 except OSError:
                     return None
             if self._fd is not None:
@@ -63,7 +66,7 @@ class LockFile:
 
     def _still_there(self) -> bool:
         try:
-            here, ours = os.stat(self.path), os.fstat(self._fd)
+            here, ours = os.lstat(self.path), os.fstat(self._fd)
         except FileNotFoundError:
             return False
         return (here.st_dev, here.st_ino) == (ours.st_dev, ours.st_ino)
@@ -115,8 +118,10 @@ _FILES_LOCK = threading.Lock()
 
 
 def lock_file(path: str | os.PathLike) -> LockFile:
-    """The one LockFile of `path` in this process (the file is created on first lock)."""
-    key = os.path.realpath(path)
+    """The one LockFile of `path` in this process (the file is created on first lock). Its folder is
+    resolved, the file itself never followed: a lock file that is a symbolic link is refused."""
+    folder, name = os.path.split(os.path.abspath(path))
+    key = os.path.join(os.path.realpath(folder), name)
     with _FILES_LOCK:
         if key not in _FILES:
             _FILES[key] = LockFile(key)

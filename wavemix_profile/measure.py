@@ -17,7 +17,7 @@ from .environment import collect_environment
 from .errors import BadInputError
 from .protocol import Event, Probe, Stage, Timing
 from .results import INFERENCE_MODES, MEASUREMENTS, FlopsResult, Result, Settings
-from .sources import ModelSource, resolve_source
+from .sources import ModelSource, check_python_spec, display_name, resolve_source, runs_user_code
 from .training import StepConfig, TrainStep, check_amp, check_logits
 
 _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
@@ -43,8 +43,41 @@ def default_device() -> str:
 
 
 def validate(settings: Settings, source: ModelSource | None = None) -> ModelSource:
-    """Raise BadInputError (or the registry's errors) for a request that cannot run. `source`: a
-    model given in this process (sources.local_source) rather than by the spec in settings.model."""
+    """Raise BadInputError (or the registry's errors) for a request that cannot run, building its
+    source in this process (a python: model's file runs here). `source`: a model given in this
+    process (sources.local_source) rather than by the spec in settings.model."""
+    _check_settings(settings)
+    return _check_model(settings, source or resolve_source(settings.model))
+
+
+def check_request(settings: Settings, timeout_s: float | None = None) -> None:
+    """validate, without running a user's code in this process: a python: model is loaded and checked
+    in a child (isolation.check_isolated, within `timeout_s`, default --timeout's), once per spec and
+    working folder while its file is unchanged. Raises BadInputError naming what is wrong."""
+    _check_settings(settings)
+    if not runs_user_code(settings.model):
+        _check_model(settings, resolve_source(settings.model))
+        return
+    import os
+    from .isolation import DEFAULT_TIMEOUT_S, check_isolated
+    check_python_spec(settings.model)
+    module = settings.model.removeprefix("python:").rpartition(":")[0]
+    try:
+        found = os.stat(module)  # a model file: checked again once it changes
+        stamp = (found.st_ino, found.st_size, found.st_mtime_ns)
+    except OSError:
+        stamp = None
+    key = (settings.model, os.getcwd(), stamp)
+    if key not in _CHECKED:
+        _CHECKED[key] = check_isolated([settings], timeout_s=DEFAULT_TIMEOUT_S if timeout_s is None else timeout_s)[0]
+    if _CHECKED[key] is not None:
+        raise BadInputError(_CHECKED[key])
+
+
+_CHECKED: dict[tuple, str | None] = {}  # check_request's answers: (spec, folder, file stamp) -> refusal
+
+
+def _check_settings(settings: Settings) -> None:
     if not isinstance(settings.batch_size, int) or settings.batch_size < 1:
         raise BadInputError(f"batch size must be an integer >= 1, got {settings.batch_size!r}")
     if settings.inference not in (None, *INFERENCE_MODES):
@@ -97,7 +130,9 @@ def validate(settings: Settings, source: ModelSource | None = None) -> ModelSour
             if settings.memory_budget_bytes > total:
                 raise BadInputError(f"memory budget {settings.memory_budget_bytes / 2**30:.1f} GiB is larger "
                                     f"than {settings.device} ({total / 2**30:.1f} GiB)")
-    source = source or resolve_source(settings.model)
+
+
+def _check_model(settings: Settings, source: ModelSource) -> ModelSource:
     if source.family is not None:  # zoo models say which sizes they take before building
         from .models import get_entry
         get_entry(source.spec).sizes.validate(source.display_name, settings.image_size)
@@ -218,8 +253,7 @@ def describe_failure(exc: BaseException) -> str:
 def error_result(settings: Settings, error: str, wall_s: float = 0.0) -> Result:
     """A failed measurement, stored like any other so the run goes on and the table shows why."""
     try:
-        source = resolve_source(settings.model)
-        name, family = source.display_name, source.family
+        name, family = display_name(settings.model)
     except Exception:  # the spec itself is what failed
         name, family = settings.model, None
     return Result(settings=settings, model_name=name, family=family, environment=None,
@@ -248,7 +282,7 @@ def _throughput(build, config: StepConfig, settings: Settings, flops: FlopsResul
     """Images/s, MFU (the peak looked up by `device_name`, the environment's name for the device:
     an unknown device, every CPU among them, gets none) and energy (energy.open_energy_meter).
     Timing events bracket the warm-up and the timed blocks (not the model's build), so a
-    run that stops its other children while this one times (isolation.TimeAlone) stops them no
+    run that stops its other children while this one times (time_alone.TimeAlone) stops them no
     longer than it must."""
     from .energy import open_energy_meter
     from .gpus import peak_flops_per_s

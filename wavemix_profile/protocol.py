@@ -9,7 +9,8 @@ A measurement reports, in order: Started, any number of Stage, Probe and Timing 
 Finished with its Result. Stage, Probe and Timing are also what `measure` hands its `on_event`
 callback in-process. After Timing(begins=True) a measuring child waits for its parent's go-ahead,
 one byte on its lifeline (worker.py), so that its parent can first stop every other child of the
-run (isolation.TimeAlone): timed blocks run alone.
+run (time_alone.TimeAlone): timed blocks run alone. A child asked only to check its requests sends
+Started, then Checked, for each.
 """
 from __future__ import annotations
 
@@ -61,11 +62,19 @@ class Finished:
     result: Result
 
 
+@dataclass(frozen=True)
+class Checked:
+    """A check-only child (isolation.check_isolated) loaded the request's model: None, or why it
+    cannot run, one line naming what is wrong and what is accepted (the user's bad input)."""
+
+    refusal: Optional[str] = None
+
+
 Event = Union[Stage, Probe, Timing]
-Message = Union[Started, Stage, Probe, Timing, Finished]
-_KINDS = {cls.__name__.lower(): cls for cls in (Started, Stage, Probe, Timing, Finished)}
+Message = Union[Started, Stage, Probe, Timing, Finished, Checked]
+_KINDS = {cls.__name__.lower(): cls for cls in (Started, Stage, Probe, Timing, Finished, Checked)}
 _FIELD_TYPES = {"name": str, "mode": str, "batch": int, "fits": bool, "peak_bytes": (int, type(None)),
-                "begins": bool}
+                "begins": bool, "refusal": (str, type(None))}
 
 
 def encode(request: int, message: Message) -> bytes:

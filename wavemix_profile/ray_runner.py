@@ -21,6 +21,9 @@ Ray is imported only here, and only when a run asks for it.
 from __future__ import annotations
 
 import dataclasses
+import os
+import socket
+import time
 from typing import Optional, Sequence
 
 from .isolation import DEFAULT_TIMEOUT_S
@@ -30,6 +33,10 @@ INSTALL_HINT = "pip install 'wavemix-profile[ray]'"
 LOCAL = None          # --ray with no address: a local cluster started for the run
 WORKER_RETRIES = 1    # tries after a worker or node dies mid-task
 _TYPE_PREFIX = "accelerator_type:"
+RAY_CONNECT_S = 30.0  # --ray ADDRESS: how long the cluster has to answer
+# An HTTP/2 client's preface and an empty SETTINGS frame: a gRPC server answers with a SETTINGS frame.
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+_HTTP2_SETTINGS = 4
 
 
 def import_ray():
@@ -40,6 +47,29 @@ def import_ray():
         from .errors import BadInputError
         raise BadInputError(f"--ray needs Ray, which is not installed: {INSTALL_HINT}") from None
     return ray
+
+
+def check_reachable(address: str, timeout_s: float = RAY_CONNECT_S) -> None:
+    """BadInputError unless a gRPC server (a Ray head's GCS; a Ray client server for ray://) answers at
+    `address` (host:port) within timeout_s. Anything else ("auto" with no RAY_ADDRESS, a name Ray
+    resolves itself) is left to ray.init."""
+    from .errors import BadInputError
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return
+    deadline = time.monotonic() + timeout_s
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s) as conn:
+            conn.settimeout(max(0.1, deadline - time.monotonic()))
+            conn.sendall(_HTTP2_PREFACE)
+            answer = conn.recv(9)
+    except OSError as exc:
+        raise BadInputError(f"cannot reach a Ray cluster at {address}: {exc.strerror or exc or 'timed out'}; "
+                            "give the address `ray start --head` printed, auto, or no address for a local "
+                            "cluster") from None
+    if len(answer) < 9 or answer[3] != _HTTP2_SETTINGS:
+        raise BadInputError(f"{address} answers, but not as a Ray cluster (no gRPC server there); give the address "
+                            "`ray start --head` printed, auto, or no address for a local cluster")
 
 
 def measure_task(settings_data: dict, timeout_s: Optional[float]) -> dict:
@@ -72,8 +102,15 @@ class RayExecutor:
     def __enter__(self) -> "RayExecutor":
         ray = self._ray
         if not ray.is_initialized():
-            ray.init(address="local" if self.address is LOCAL else self.address, include_dashboard=False,
-                     log_to_driver=False, logging_level="ERROR")
+            if self.address is not LOCAL:  # ray.init retries an address that does not answer for many minutes
+                check_reachable(os.environ.get("RAY_ADDRESS", "") if self.address == "auto" else self.address)
+            try:
+                ray.init(address="local" if self.address is LOCAL else self.address, include_dashboard=False,
+                         log_to_driver=False, logging_level="ERROR")
+            except (ConnectionError, TimeoutError, RuntimeError, ValueError) as exc:
+                from .errors import BadInputError
+                first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+                raise BadInputError(f"cannot connect to the Ray cluster at {self.address}: {first}"[:500]) from None
             self._owned = True
         self._remote = ray.remote(max_calls=1, max_retries=WORKER_RETRIES)(measure_task)
         return self
@@ -121,14 +158,14 @@ class RayExecutor:
 
     # Executor ---------------------------------------------------------------------------------
     def validate(self, settings: Settings) -> None:
-        """Everything measure.validate checks except that this machine has the device: the cluster has."""
+        """Everything measure.check_request checks except that this machine has the device: the cluster has."""
         from .errors import BadInputError
-        from .measure import validate
+        from .measure import check_request
         if settings.device != "cpu" and settings.target_gpu is not None:
             raise BadInputError("--target-gpu names the GPU a CPU prediction is for; a GPU measures itself")
         if settings.device not in ("cpu", "cuda"):
             raise BadInputError(f"with --ray the device is cpu or cuda (Ray picks the GPU), not {settings.device!r}")
-        validate(dataclasses.replace(settings, device="cpu", gpu_type=None))
+        check_request(dataclasses.replace(settings, device="cpu", gpu_type=None), self.timeout_s)
 
     def groups(self, requests: list[Settings]) -> list[list[Settings]]:
         return [[s] for s in requests]  # one task per measurement

@@ -13,6 +13,8 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from .ranges import out_of_range
+
 SCHEMA_VERSION = 1
 MEASUREMENTS = ("params", "flops", "memory", "max-batch", "throughput")
 INFERENCE_MODES = ("inference_mode", "autograd")
@@ -343,6 +345,9 @@ def _from(tp: Any, value: Any, where: str) -> Any:
         for name, hint, required in _fields(tp):
             if name in value:
                 kwargs[name] = _from(hint, value[name], prefix + name)
+                wanted = out_of_range(tp.__name__, name, kwargs[name])
+                if wanted:
+                    raise SchemaError(f"{prefix}{name}: expected {wanted}, got {value[name]!r}")
             elif required:
                 raise SchemaError(f"{prefix}{name}: required field missing")
         return tp(**kwargs)  # unknown keys are ignored: fields added within one schema version
@@ -370,7 +375,8 @@ def result_from_dict(data: Any) -> Result:
 
     Raises NewerSchemaError for a record of a newer schema and SchemaError (a ValueError) for
     anything else that is not a Result: a wrong type (int fields never accept bool, float fields
-    accept int), a missing required field, a non-object. Unknown keys are ignored.
+    accept int), a number out of its range (ranges.py: a negative image size, a NaN time), a missing
+    required field, a non-object. Unknown keys are ignored.
     """
     if not isinstance(data, dict):
         raise SchemaError(f"record: expected object (Result), got {_kind(data)}")

@@ -18,13 +18,14 @@ import threading
 from collections import deque
 from typing import Callable, Iterable, Iterator, Optional, Protocol
 
-from .errors import Interrupted
+from .errors import Interrupted, WriteFailed
 from .host import usable_cores
-from .isolation import DEFAULT_TIMEOUT_S, RunClosed, TimeAlone, iter_isolated
-from .measure import validate
+from .isolation import DEFAULT_TIMEOUT_S, iter_isolated
+from .measure import check_request
 from .protocol import Event
 from .results import Result, Settings
 from .store import Store
+from .time_alone import RunClosed, TimeAlone
 
 
 POLL_S = 1.0  # how often a parallel run looks again at measurements another run holds
@@ -101,7 +102,7 @@ def default_cpu_lanes() -> int:
 
 class Lanes:
     """Several measurements at once on this machine: each lane runs one child at a time
-    (iter_isolated), one request each, in a thread of its own. The lanes share one isolation.TimeAlone, so while
+    (iter_isolated), one request each, in a thread of its own. The lanes share one time_alone.TimeAlone, so while
     a child times every other is stopped: untimed stages (params, FLOPs, the memory estimate, the
     max-batch search) overlap, each on its share of the cores, and timed blocks have the machine
     (every core) to themselves. For the CPU: two children on one GPU would share its memory and
@@ -188,10 +189,12 @@ def run_all(requests: Iterable[Settings], store: Store, *, resume: bool = False,
     keep_errors. `command` (the command line) is stored with each record. `executor` runs the
     measurements (default: Sequential(timeout_s), one child at a time; another executor brings its
     own time limit; default local_executor). Returns one Result per distinct request, in request order: this run's, or with
-    resume the stored one it skipped. Ctrl-C or SIGTERM raises Interrupted."""
+    resume the stored one it skipped. Ctrl-C or SIGTERM raises Interrupted; a record the store cannot
+    take (a full disk), WriteFailed."""
     requests = list({s.key(): s for s in requests}.values())
     executor = executor or local_executor(requests, timeout_s)
-    check = getattr(executor, "validate", validate)  # an executor whose devices are elsewhere checks there
+    # an executor whose devices are elsewhere checks there; a python: model is loaded in a child
+    check = getattr(executor, "validate", None) or (lambda settings: check_request(settings, timeout_s))
     for settings in requests:
         check(settings)
     run = _Run(store, resume, keep_errors, executor, on_start, on_event, on_done, command)
@@ -199,6 +202,9 @@ def run_all(requests: Iterable[Settings], store: Store, *, resume: bool = False,
         run.all(requests)
     except KeyboardInterrupt:
         raise Interrupted(len(run.fresh)) from None
+    except WriteFailed as exc:  # a full disk, say: the store is as it was before the failed append
+        exc.stored = len(run.fresh)
+        raise
     return [run.fresh.get(s.key()) or run.stored[s.key()] for s in requests]
 
 

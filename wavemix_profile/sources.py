@@ -116,7 +116,7 @@ def _timm(spec: str) -> ModelSource:
 
 def _import(module: str):
     """A module by name (the working folder is searched too, as `python -c` would) or by file path."""
-    if module.endswith(".py") or os.sep in module or "/" in module:
+    if _is_path(module):
         path = os.path.abspath(module)
         if not os.path.isfile(path):
             raise ImportError(f"no file {module!r}")
@@ -132,7 +132,11 @@ def _import(module: str):
 
 
 def _check_factory(spec: str, factory) -> None:
-    """The factory must take num_classes= and image_size= (or **kwargs): say so before anything runs."""
+    """The factory must be callable and take num_classes= and image_size= (or **kwargs): say so before
+    anything runs."""
+    if not callable(factory):
+        raise BadInputError(f"model factory {spec!r} is a {type(factory).__name__}, not callable; FACTORY must "
+                            "be a function or class called as FACTORY(num_classes=..., image_size=...)")
     try:
         params = inspect.signature(factory).parameters.values()
     except (TypeError, ValueError):
@@ -146,16 +150,56 @@ def _check_factory(spec: str, factory) -> None:
                             f"it lacks {' and '.join(missing)}")
 
 
-def _python(spec: str) -> ModelSource:
+def runs_user_code(spec: str) -> bool:
+    """Whether building from `spec` runs a user's own module (python:): loaded in children only."""
+    return spec.startswith("python:")
+
+
+def _split_python(spec: str) -> tuple[str, str]:
     module_name, _, qualname = spec.removeprefix("python:").rpartition(":")
     if not module_name or not qualname:
-        raise BadInputError(f"bad python model spec {spec!r}; use python:MODULE:FACTORY or python:path/to/file.py:FACTORY")
+        raise BadInputError(f"bad python model spec {spec!r}; use python:MODULE:FACTORY or "
+                            "python:path/to/file.py:FACTORY")
+    return module_name, qualname
+
+
+def check_python_spec(spec: str) -> None:
+    """What can be checked of a python: spec without running its code: its form, and that a file it
+    names exists."""
+    module_name, _ = _split_python(spec)
+    if _is_path(module_name) and not os.path.isfile(module_name):
+        raise BadInputError(f"cannot import model factory {spec!r}: no file {module_name!r}")
+
+
+def display_name(spec: str) -> tuple[str, str | None]:
+    """A spec's (display name, family) without running a user's code: a python: factory's own name."""
+    if runs_user_code(spec):
+        return spec.rpartition(":")[2] or spec, None
+    source = resolve_source(spec)
+    return source.display_name, source.family
+
+
+def _is_path(module: str) -> bool:
+    return module.endswith(".py") or os.sep in module or "/" in module
+
+
+def _python(spec: str) -> ModelSource:
+    module_name, qualname = _split_python(spec)
     try:
         obj = _import(module_name)
         for attr in qualname.split("."):
             obj = getattr(obj, attr)
     except (ImportError, AttributeError) as exc:
         raise BadInputError(f"cannot import model factory {spec!r}: {exc}") from None
+    except SyntaxError as exc:
+        raise BadInputError(f"cannot import model factory {spec!r}: SyntaxError: {exc}") from None
+    except SystemExit as exc:
+        raise BadInputError(f"cannot import model factory {spec!r}: its code called sys.exit({exc.code!r}) "
+                            "while loading") from None
+    except Exception as exc:  # noqa: BLE001 - the module's own code failed: the user's to fix
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise BadInputError(f"cannot import model factory {spec!r}: {type(exc).__name__} while loading: "
+                            f"{first}"[:500]) from None
     _check_factory(spec, obj)
 
     def build(*, num_classes: int, image_size: int) -> nn.Module:

@@ -3,8 +3,12 @@
 A run killed at any moment loses at most the measurement in flight. A last line without its
 newline is torn (an append cut short) only if it does not parse as a record: it is skipped on
 read with a warning and cut off before the next append, so it never glues itself to a good
-record. A complete record that merely lacks its newline is kept, and the next append adds the
-newline first.
+record, but only in a file shown to be a store (a record before it): other bytes are never cut.
+A complete record that merely lacks its newline is kept, and the next append adds the newline
+first. An append that fails (a full disk) is taken back and raised as errors.WriteFailed.
+
+The store and its lock file are regular files, opened where they are: a symbolic link, a folder or a
+FIFO is refused as bad input (regular_files.py), so no write lands outside the store's folder.
 
 Several processes may share a store. Each takes POSIX record locks (:mod:`.locks`) on a sidecar
 file ``<store>.lock``: byte 0 is the store lock, held exclusive by an append (torn-tail repair
@@ -12,11 +16,11 @@ included) and shared by a read, so a reader never sees half a line from a live w
 bytes are claims on settings keys (:meth:`Store.try_claim`), so that concurrent ``--resume``
 runs do not measure the same thing twice.
 
-Lines that are not records of this schema (bad JSON, wrong field types, missing fields) are
-skipped on read with a warning naming the line; they never reach a renderer. A record written by
-a newer wavemix-profile (a higher ``schema_version``) is skipped too, with a warning: ``--resume``
-then measures that key again and appends a record of our schema, and reports use one answer per
-key, the last readable one.
+Lines that are not records of this schema (bad JSON, wrong field types or ranges, missing fields)
+are skipped on read, with one warning per read that counts them and names the first few; they never
+reach a renderer. A record written by a newer wavemix-profile (a higher ``schema_version``) is
+skipped too, named in the same warning: ``--resume`` then measures that key again and appends a
+record of our schema, and reports use one answer per key, the last readable one.
 """
 from __future__ import annotations
 
@@ -27,7 +31,9 @@ import warnings
 from pathlib import Path
 from typing import Iterator
 
+from .errors import write_failed
 from .locks import LockFile, lock_file
+from .regular_files import open_regular
 from .results import SCHEMA_VERSION, NewerSchemaError, Result, result_from_dict, result_to_json
 
 STORE_LOCK_BYTE = 0  # claims use the bytes after it
@@ -50,6 +56,49 @@ def _parse(line: bytes) -> Result:
         raise ValueError("nested too deeply to be a record") from None
 
 
+_NAMED = 3  # bad lines a read's warning names, of however many
+
+
+class StoreWarning(UserWarning):
+    """Lines of a store that are not records of this schema were skipped (one warning per file)."""
+
+
+def _holds_a_record(content: bytes) -> bool:
+    """Whether any line of `content` is a record (of any schema): the file is a store."""
+    for line in content.split(b"\n"):
+        try:
+            _parse(line)
+            return True
+        except NewerSchemaError:
+            return True
+        except ValueError:
+            continue
+    return False
+
+
+def _skipped(bad: list[str], newer: list[tuple[int, int]]) -> str:
+    """What a read skipped, in one line: the lines that are not records (the first few named with
+    why), then those of a newer schema."""
+    parts = []
+    if len(bad) == 1:
+        parts.append(bad[0])
+    elif bad:
+        shown = "; ".join(bad[:_NAMED]) + ("; ..." if len(bad) > _NAMED else "")
+        parts.append(f"{len(bad)} lines that are not records of this schema: {shown}")
+    if newer:  # a newer run may have written many
+        which = ("lines " if len(newer) > 1 else "line ") + ", ".join(str(n) for n, _ in newer[:_NAMED * 3])
+        versions = ", ".join(str(v) for v in sorted({v for _, v in newer}))
+        parts.append(f"{which}{', ...' if len(newer) > _NAMED * 3 else ''}: written by a newer wavemix-profile "
+                     f"(schema {versions}; this one reads schema {SCHEMA_VERSION} and older); upgrade to read them")
+    return "; and ".join(parts)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
 class Store:
     """Append-only JSONL store of Result records, keyed by Settings.key(), safe to share between processes."""
 
@@ -67,12 +116,18 @@ class Store:
         return iter(self.read())
 
     def read(self) -> list[Result]:
-        """Every readable record, in the order written; other lines are skipped with a warning."""
-        if not self.path.exists():
+        """Every readable record, in the order written. Other lines are skipped, with one warning for
+        the file that counts them and names the first few."""
+        if not os.path.lexists(self.path):
             return []
         with self._locks.hold(STORE_LOCK_BYTE, exclusive=False):
-            data = self.path.read_bytes()
-        results, newer = [], []
+            try:
+                fd = open_regular(self.path, os.O_RDONLY, "results store")
+            except FileNotFoundError:
+                return []
+            with os.fdopen(fd, "rb") as fh:
+                data = fh.read()
+        results, bad, newer = [], [], []
         lines = data.split(b"\n")
         for number, line in enumerate(lines, start=1):
             if not line.strip():
@@ -83,48 +138,54 @@ class Store:
                 newer.append((number, exc.version))
             except ValueError as exc:
                 torn = number == len(lines)  # no newline after it: an append cut short
-                what = f"torn last line {number} (an interrupted write)" if torn else f"line {number}"
-                warnings.warn(f"{self.path}: skipping {what}: {exc}", stacklevel=2)
-        if newer:  # one warning for them all: a newer run may have written many
-            which = ("lines " if len(newer) > 1 else "line ") + ", ".join(str(n) for n, _ in newer)
-            versions = ", ".join(str(v) for v in sorted({v for _, v in newer}))
-            warnings.warn(f"{self.path}: skipping {which}: written by a newer wavemix-profile (schema {versions}; "
-                          f"this one reads schema {SCHEMA_VERSION} and older); upgrade to read them", stacklevel=2)
+                bad.append(f"torn last line {number} (an interrupted write): {exc}" if torn
+                           else f"line {number}: {exc}")
+        if bad or newer:  # one line for the file, however many lines it skips
+            warnings.warn(f"{self.path}: skipping {_skipped(bad, newer)}", StoreWarning, stacklevel=2)
         return results
 
     def keys(self) -> set[str]:
         return {r.settings.key() for r in self.read()}
 
     def append(self, result: Result) -> None:
-        """Add one record durably: written, flushed and fsynced before returning."""
+        """Add one record durably: written and fsynced before returning. A write that fails (a full
+        disk) is taken back, so the store ends as it was, and raised as WriteFailed."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         line = result_to_json(result).encode() + b"\n"
-        with self._locks.hold(STORE_LOCK_BYTE, exclusive=True), open(self.path, "a+b") as fh:
-            self._mend_tail(fh)
-            fh.write(line)
-            fh.flush()
-            os.fsync(fh.fileno())
+        with self._locks.hold(STORE_LOCK_BYTE, exclusive=True):
+            fd = open_regular(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, "results store")
+            try:
+                self._mend_tail(fd)
+                size = os.fstat(fd).st_size
+                try:
+                    _write_all(fd, line)
+                    os.fsync(fd)
+                except OSError:
+                    os.ftruncate(fd, size)  # cutting needs no room on the disk
+                    raise
+            except OSError as exc:
+                raise write_failed(self.path, exc) from None
+            finally:
+                os.close(fd)
 
     @staticmethod
-    def _mend_tail(fh) -> None:
-        """End the file in a newline: finish a complete last record, or cut a torn one (under the store lock)."""
-        size = fh.seek(0, os.SEEK_END)
-        if size == 0:
+    def _mend_tail(fd: int) -> None:
+        """End the file in a newline (under the store lock): finish a complete last record, or cut a
+        torn one, but only in a file shown to be a store (a record before it); else keep its bytes."""
+        size = os.fstat(fd).st_size
+        if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
             return
-        fh.seek(size - 1)
-        if fh.read(1) == b"\n":
-            return
-        fh.seek(0)
-        content = fh.read()
+        content = os.pread(fd, size, 0)
         keep = content.rfind(b"\n") + 1
         try:
             _parse(content[keep:])
         except NewerSchemaError:
             pass  # complete, just not ours to read: keep it
         except ValueError:
-            fh.truncate(keep)
-            return
-        fh.write(b"\n")  # "a" mode: lands at the end whatever the position
+            if _holds_a_record(content[:keep]):
+                os.ftruncate(fd, keep)
+                return
+        _write_all(fd, b"\n")  # O_APPEND: lands at the end
 
     def try_claim(self, key: str) -> bool:
         """Claim `key` (a Settings.key()) without waiting: True if this process now holds it.

@@ -2,7 +2,7 @@
 
 Warm-up iterations first (cuDNN autotuning, allocator growth, torch.compile), then `repeats`
 timed blocks of `iterations` calls each. measure_throughput runs them, warm-up included, inside
-`alone` (a run measuring several models at once stops the others meanwhile: isolation.TimeAlone).
+`alone` (a run measuring several models at once stops the others meanwhile: time_alone.TimeAlone).
 With `min_block_s` every timed block lasts at least that long, so that a fast model is not timed by
 a clock tick and scheduler noise. The last warm-up call is timed, and a block runs as many calls as
 last that long at its pace (torch.utils.benchmark's blocked_autorange likewise lets its block-size

@@ -2,15 +2,18 @@
 
 `python -m wavemix_profile.worker CHANNEL_FD LIFELINE_FD`, with a JSON object on stdin: the
 requests, and the threads its untimed stages may use (null: all; a share of the cores when other
-children run beside it: isolation.TimeAlone). Every message goes to CHANNEL_FD (see protocol.py);
+children run beside it: time_alone.TimeAlone); with "check": true it only loads each request's model
+and says whether it can run (check_all). Every message goes to CHANNEL_FD (see protocol.py);
 stdout and stderr belong to the model.
 Any exception, or a SystemExit from model code, becomes the request's error Result, so the parent
 gets a record for every request unless the process itself dies (a signal, the OOM killer, os._exit),
 which the parent turns into one.
 
 LIFELINE_FD is the read end of a pipe whose write end only the parent holds: when it reads
-end-of-file the parent is gone (SIGKILL included), and the child kills its own process group, so no
-measurement outlives the run that asked for it. The parent writes one byte on it for each
+end-of-file the parent is gone (SIGKILL included), and the child kills its own process group and
+session, so no measurement outlives the run that asked for it; a child stopped for another's timing
+is woken by SIGCONT when its parent dies (here: PR_SET_PDEATHSIG; forked: the fork server) to see it.
+The parent writes one byte on it for each
 Timing(begins=True) the child sends: the go-ahead to time (protocol.py).
 
 `python -m wavemix_profile.worker --serve CONTROL_FD` runs the fork server (forkserver.py), whose
@@ -31,7 +34,8 @@ import time
 import traceback
 from typing import Optional
 
-from .protocol import Finished, Message, Stage, Started, Timing, encode
+from .process_tree import end_own_tree, signal_on_parent_death
+from .protocol import Checked, Finished, Message, Stage, Started, Timing, encode
 
 TRACE_ENV = "WAVEMIX_PROFILE_TRACE"
 SERVE = "--serve"  # the first argument that makes this process the fork server
@@ -42,7 +46,7 @@ def die_with_parent(lifeline_fd: int) -> None:
     def watch() -> None:
         while os.read(lifeline_fd, 1024):  # a byte is a go-ahead to time; b"" means the parent's end closed
             _GO.set()
-        os.killpg(os.getpgid(0), signal.SIGKILL)  # this child and anything it started
+        end_own_tree()  # this child and anything it started
 
     threading.Thread(target=watch, name="lifeline", daemon=True).start()
 
@@ -93,6 +97,7 @@ def main(argv: list[str]) -> int:
         from .forkserver import serve
         return serve(int(argv[1]))
     channel_fd, lifeline_fd = (int(a) for a in argv)
+    signal_on_parent_death(signal.SIGCONT)  # stopped for another's timing when the parent dies: wake
     die_with_parent(lifeline_fd)
     trace = Trace.from_env()
     import importlib
@@ -113,6 +118,8 @@ def measure_all(channel_fd: int, trace: Trace) -> None:
     channel = os.fdopen(channel_fd, "wb")
     payload = json.load(sys.stdin)
     requests = [settings_from_dict(item) for item in payload["requests"]]
+    if payload.get("check"):
+        return check_all(channel, requests)
     for index, settings in enumerate(requests):
         stage = ["set-up"]
 
@@ -137,6 +144,25 @@ def measure_all(channel_fd: int, trace: Trace) -> None:
             traceback.print_exc(file=sys.stderr)
             result = error_result(settings, describe_failure(exc), time.perf_counter() - began)
         send(Finished(result))
+
+
+def check_all(channel, requests) -> None:
+    """Load each request's model here and say whether it can run (Checked): a user's model file runs
+    in measuring children only, never in the run's own process (isolation.check_isolated)."""
+    from .errors import is_user_error
+    from .measure import describe_failure, validate
+    for index, settings in enumerate(requests):
+        channel.write(encode(index, Started()))
+        channel.flush()
+        try:
+            validate(settings)
+            refusal = None
+        except (Exception, SystemExit) as exc:  # the model file's own failure is the user's to fix
+            traceback.print_exc(file=sys.stderr)
+            refusal = str(exc) if is_user_error(exc) else \
+                f"cannot load model {settings.model!r}: {describe_failure(exc)}"
+        channel.write(encode(index, Checked(refusal)))
+        channel.flush()
 
 
 if __name__ == "__main__":

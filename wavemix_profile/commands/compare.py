@@ -70,6 +70,7 @@ def run_compare(args) -> int:
 
 
 def _run_compare(args, where) -> int:
+    from ..atomic import sweep_stale
     from ..render.cross_device import write_cross_device
     from ..runner import run_all
     from ..store import Store
@@ -84,6 +85,8 @@ def _run_compare(args, where) -> int:
         where.validate(settings)
     accuracies = read_accuracies(args.accuracy)
     check_output_folder(out, store=STORE_NAME)
+    if args.resume:  # what a writer killed mid-write (SIGKILL) left; live writers' files stay
+        sweep_stale(out)
     store = Store(out / STORE_NAME)  # appended to, never rewritten: earlier runs stay
     command = "wavemix-profile " + shlex.join(sys.argv[1:])
     console = human_console(args)

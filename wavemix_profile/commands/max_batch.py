@@ -25,7 +25,7 @@ def parse_budget(text: str | None) -> int | None:
 
 def run_max_batch(args) -> int:
     from ..isolation import run_isolated
-    from ..measure import default_device, validate
+    from ..measure import check_request, default_device
     from ..protocol import Event, Probe
 
     modes = ("train", "infer") if args.mode == "both" else (args.mode,)
@@ -35,7 +35,7 @@ def run_max_batch(args) -> int:
                         memory_budget_bytes=parse_budget(args.memory_budget), multiple_of=args.multiple_of,
                         max_batch_modes=modes, skip=("flops", "memory", "throughput"),
                         target_gpu=args.target_gpu, inference=args.inference, threads=args.threads)
-    validate(settings)
+    check_request(settings, args.timeout)
     from .outputs import STORE_NAME, check_output_folder, human_console, print_json
     if args.out:
         check_output_folder(Path(args.out), store=STORE_NAME)

@@ -70,23 +70,33 @@ def print_json(data) -> None:
     sys.stdout.write("\n")
 
 
+REPORT_FILES = ("results.csv", "report.md")  # what write_outputs writes besides the charts
+
+
 def check_output_folder(out: Path, *, store: str | None = None) -> None:
     """Fail before anything is measured if `out` cannot take the reports (and `store`, a file name
-    in it): a BadInputError naming the folder and why. Creates the folder; writes nothing else."""
+    in it): a BadInputError naming the folder and why, a store, lock file or report that is a
+    symbolic link or not a regular file included. Creates the folder; writes nothing else."""
+    import os
     import tempfile
     from ..errors import BadInputError
+    from ..regular_files import check_regular, open_regular
+    from ..store import Store
     if out.exists() and not out.is_dir():
         raise BadInputError(f"output folder {str(out)!r} is a file; give a folder (--out DIR)")
     target = out / store if store else None
-    if target is not None and target.exists() and not target.is_file():
-        raise BadInputError(f"results store {str(target)!r} is not a file; move it or give another --out")
+    if target is not None:
+        check_regular(target, "results store")
+        check_regular(Store(target).lock_path, "lock file")
+    for name in REPORT_FILES:
+        check_regular(out / name, "output file")
     try:
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-") as probe:  # a real write
             probe.write(b"x")
             probe.flush()
         if target is not None and target.exists():
-            open(target, "ab").close()
+            os.close(open_regular(target, os.O_WRONLY | os.O_APPEND, "results store"))
     except OSError as exc:
         raise BadInputError(f"cannot write to output folder {str(out)!r}: {exc.strerror or exc}; "
                             "give a writable folder (--out DIR)") from None
@@ -117,11 +127,12 @@ def write_outputs(results: Sequence[Result], out: Path, *, command: str, console
     print_comparison(results, console=console)
     charts = write_charts(results, out, accuracies)
     _say_unplotted(accuracies or (), results)
-    write_text(out / "results.csv", render_csv(results))
-    write_text(out / "report.md", render_markdown(results, command=command, banner=banner,
+    csv_name, markdown_name = REPORT_FILES
+    write_text(out / csv_name, render_csv(results))
+    write_text(out / markdown_name, render_markdown(results, command=command, banner=banner,
                                                   extra=_paper_fit_section(out),
                                                   charts=[p.name for p in charts if p.suffix == ".png"]))
-    return [out / "results.csv", out / "report.md", *charts]
+    return [out / csv_name, out / markdown_name, *charts]
 
 
 def _say_unplotted(accuracies: Sequence, results: Sequence[Result]) -> None:

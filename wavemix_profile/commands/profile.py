@@ -19,7 +19,10 @@ def profile_file_stem(profile: ModuleProfile) -> str:
 
 
 def run_profile(args) -> int:
+    """Measures in this process, the only command that runs a python: model's code here: its output
+    folders are made absolute before that code can change the working folder."""
     import dataclasses
+    import os
 
     import torch
 
@@ -35,8 +38,9 @@ def run_profile(args) -> int:
                         device=args.device or default_device(), amp=args.amp, channels_last=args.channels_last,
                         compile=args.compile, num_classes=args.num_classes, target_gpu=args.target_gpu,
                         inference=args.inference, threads=args.threads)
+    timeline = os.path.abspath(args.timeline) if args.timeline else None
+    out = Path(os.path.abspath(args.out)) if args.out else None
     source = validate(settings)
-    out = Path(args.out) if args.out else None
     if out is not None:
         check_output_folder(out)
     if settings.threads:
@@ -55,9 +59,9 @@ def run_profile(args) -> int:
         console.print(module_table(profile))
         profile = dataclasses.replace(profile, memory=_memory(build, config, settings))
         console.print(memory_table(profile))
-        if args.timeline:  # one training step's memory over time: commands/timeline.py
+        if timeline:  # one training step's memory over time: commands/timeline.py
             from .timeline import write_timeline
-            written = write_timeline(args.timeline, build, config, settings, source.display_name, args.depth, console)
+            written = write_timeline(timeline, build, config, settings, source.display_name, args.depth, console)
             console.print(f"wrote {', '.join(map(str, written))}")
     except (Exception, SystemExit) as exc:  # the model's failure, in one line: it is not ours to trace
         print(f"error: {source.display_name}: {describe_failure(exc)}", file=sys.stderr)

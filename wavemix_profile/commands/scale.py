@@ -28,10 +28,13 @@ def size_rules(requests) -> tuple[dict[str, str], list, list[str]]:
     requests the models can take; and 'MODEL @ SIZE px' for each they cannot. Specs outside the zoo
     have no rule and take every size."""
     from ..models import get_entry
-    from ..sources import resolve_source
+    from ..sources import resolve_source, runs_user_code
     adapts: dict[str, str] = {}
     taken, refused = [], []
     for settings in requests:
+        if runs_user_code(settings.model):  # no rule, and its code runs in children only
+            taken.append(settings)
+            continue
         source = resolve_source(settings.model)
         rule = get_entry(source.spec).sizes if source.family is not None else None
         if rule is not None:
@@ -46,7 +49,7 @@ def size_rules(requests) -> tuple[dict[str, str], list, list[str]]:
 def run_scale(args) -> int:
     from ..atomic import write_text
     from ..environment import collect_environment
-    from ..measure import default_device, parse_device, validate
+    from ..measure import check_request, default_device, parse_device
     from ..render.chart_style import save_figure
     from ..render.scale import render_scale_markdown, scale_chart, scale_tables
     from ..render.terminal import make_console
@@ -65,10 +68,13 @@ def run_scale(args) -> int:
         raise BadInputError("no model takes any of the image sizes asked for (" + "; ".join(refused)
                             + "); `wavemix-profile list` and --help name the sizes each model accepts")
     for settings in requests:  # bad input is reported before the folder is touched
-        validate(settings)
+        check_request(settings, args.timeout)
     slug = device_slug(collect_environment(parse_device(device)).device_name)
     out = Path(args.out) if args.out else Path("reports") / slug / "scale"
     check_output_folder(out, store=STORE_NAME)
+    if args.resume:  # what a writer killed mid-write (SIGKILL) left; live writers' files stay
+        from ..atomic import sweep_stale
+        sweep_stale(out)
     command = "wavemix-profile " + shlex.join(sys.argv[1:])
     with MeasureProgress(requests) as progress:
         results = run_all(requests, Store(out / STORE_NAME), resume=args.resume, keep_errors=args.keep_errors,

@@ -34,9 +34,13 @@ def _check_options(args) -> None:
 @contextlib.contextmanager
 def placement(args) -> Iterator[Placement]:
     """The Placement `args` ask for; a Ray cluster started for the run is stopped on leaving."""
-    from ..measure import default_device, parse_device, validate
+    from ..measure import check_request, default_device, parse_device
     from .outputs import device_slug
     _check_options(args)
+
+    def validate(settings: Settings) -> None:  # a python: model loads in a child, within --timeout
+        check_request(settings, args.timeout)
+
     if args.ray is not None:
         from ..ray_runner import RayExecutor, for_gpu_types
         with RayExecutor(args.ray, timeout_s=args.timeout) as executor:

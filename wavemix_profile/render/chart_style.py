@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
+import signal
 import threading
 import traceback
 from pathlib import Path
@@ -18,6 +20,7 @@ from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
 from ..atomic import replacing
 from ..host import usable_cores
+from ..process_tree import signal_on_parent_death
 from ..models import FAMILIES
 from ..results import Result
 from .columns import devices
@@ -135,27 +138,42 @@ def save_figure(fig: Figure, out: Path, name: str) -> list[Path]:
 def save_figures(figures: Sequence[tuple[str, Figure]], out: Path) -> list[Path]:
     """save_figure for each (name, figure), the paths in that order. With a second core and no
     other thread in this process, a forked child saves every other figure meanwhile: rendering is
-    most of the time a report takes."""
+    most of the time a report takes. The child dies with this process (a SIGKILL included), and
+    its failure is raised here as its own error (a full disk: errors.WriteFailed)."""
     if not figures:
         return []
     out.mkdir(parents=True, exist_ok=True)
     split = len(figures) > 1 and usable_cores() > 1 and threading.active_count() == 1 and hasattr(os, "fork")
     theirs = figures[1::2] if split else []
+    told_r, told_w = os.pipe() if theirs else (None, None)
+    parent = os.getpid()
     pid = os.fork() if theirs else None
     if pid == 0:  # the child: its half, then out without running the parent's exit handlers
         code = 1
         try:
-            for name, fig in theirs:
-                save_figure(fig, out, name)
-            code = 0
-        except BaseException:  # noqa: BLE001 - told to the parent by the exit status
-            traceback.print_exc()
+            signal_on_parent_death(signal.SIGKILL)
+            if os.getppid() == parent:  # else the parent died before the line above
+                for name, fig in theirs:
+                    save_figure(fig, out, name)
+                code = 0
+        except BaseException as exc:  # noqa: BLE001 - told to the parent on the pipe
+            os.write(told_w, pickle.dumps(exc if isinstance(exc, (OSError, ValueError)) else RuntimeError(
+                "".join(traceback.format_exception_only(exc)).strip())))
         finally:
             os._exit(code)
-    saved = {name: save_figure(fig, out, name) for name, fig in (figures[0::2] if theirs else figures)}
+    try:
+        saved = {name: save_figure(fig, out, name) for name, fig in (figures[0::2] if theirs else figures)}
+    finally:
+        if pid:
+            os.close(told_w)
+            with os.fdopen(told_r, "rb") as told:
+                failure = told.read()
+            _, status = os.waitpid(pid, 0)
     if pid:
-        _, status = os.waitpid(pid, 0)
+        if failure:
+            raise pickle.loads(failure)
         if os.waitstatus_to_exitcode(status) != 0:
-            raise OSError(f"could not save the charts {', '.join(name for name, _ in theirs)} (the error is above)")
+            raise OSError(f"could not save the charts {', '.join(name for name, _ in theirs)}: the process saving "
+                          f"them ended with status {os.waitstatus_to_exitcode(status)}")
         saved.update({name: [out / f"{name}.{fmt}" for fmt in FORMATS] for name, _ in theirs})
     return [path for name, _ in figures for path in saved[name]]
