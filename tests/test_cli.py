@@ -143,7 +143,8 @@ def test_report_of_missing_store_is_exit_2(tmp_path):
 def test_max_batch_on_cpu_is_labelled_predicted():
     run = cli("max-batch", "WaveMix-128/7", "--memory-budget", "16GiB", "--mode", "train")
     assert run.returncode == 0, run.stderr
-    assert "predicted" in run.stdout and "fits" in run.stdout and "16.0 GiB (17.2 GB) budget" in run.stdout
+    assert "predicted" in run.stdout and "fits" in run.stdout and "max batch within 16.0 GiB (17.2 GB)" in run.stdout
+    assert "100 classes · adam · AMP fp16" in run.stdout
 
 
 def test_max_batch_bad_budget_exit_2():
@@ -159,7 +160,7 @@ def test_profile_breaks_down_params_flops_and_memory():
     assert "11,220,132" in whole and " 555 " in whole          # 555,422,720 MACs, in millions as profile shows
     assert "ResNet" in whole and " 100 " in whole               # the class and the output shape (100 classes)
     assert any("layer4" in ln and "Sequential" in ln and "512×4×4" in ln and "8,393,728" in ln for ln in lines)
-    assert "Adam state" in run.stdout and "CPU estimate, not GPU memory" in run.stdout
+    assert "optimizer state (adam)" in run.stdout and "CPU estimate, not GPU memory" in run.stdout
 
 
 def test_list_markdown_explains_gaps_to_the_paper():

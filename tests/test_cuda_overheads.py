@@ -90,7 +90,7 @@ def test_every_card_with_a_datasheet_peak_has_a_generation():
 
 def test_a_request_naming_a_gpu_the_table_cannot_find_is_refused():
     validate(Settings(model="python:factories:tiny_cnn", image_size=8, target_gpu="sm_86"))
-    with pytest.raises(BadInputError, match="unknown target GPU 'H10'; accepted: a name"):
+    with pytest.raises(BadInputError, match="unknown target GPU 'H10'; accepted: a card of"):
         validate(Settings(model="python:factories:tiny_cnn", image_size=8, target_gpu="H10"))
     budget = overheads_for("V100", cuda_version="12.4").row.fixed_bytes("train")
     with pytest.raises(BadInputError, match="leaves nothing for tensors"):
@@ -107,7 +107,7 @@ def test_an_exact_match_is_that_row():
     assert eager.describe() == "Hopper sm90, CUDA 11, eager loading"
 
 
-@pytest.mark.parametrize("target", [None, "H10", "NVIDIA B200"])
+@pytest.mark.parametrize("target", [None, "H10", "NVIDIA B300"])
 def test_an_unknown_gpu_takes_the_largest_row_of_its_cuda_version_and_says_so(target):
     found = overheads_for(target, cuda_version="12.4")
     same = [r for r in ROWS if (r.cuda_major, r.loading) == (12, "lazy")]
@@ -203,7 +203,7 @@ def test_the_predicted_max_batch_is_the_largest_whose_step_runs_within_the_limit
     assert probe.device_bytes == found.predicted_device_bytes and probe.peak_bytes == found.predicted_peak_bytes
 
 
-def test_the_max_batch_table_says_which_end_each_number_is():
+def test_the_max_batch_table_says_what_each_number_is():
     line = (HERE / "data" / "results_fixture.jsonl").read_text(encoding="utf-8").splitlines()[-1]
     banded = result_from_dict(json.loads(line))
     found = banded.max_batch_train
@@ -216,9 +216,9 @@ def test_the_max_batch_table_says_which_end_each_number_is():
         return " ".join(console.export_text().split())  # the title and caption wrap at the table's width
 
     text = shown(banded)
-    assert f"for {found.overhead_source}: the largest batch whose upper end fits the budget" in text
-    assert f"│ 832 (pred.) │ 0 │ {found.predicted_peak_bytes / 2**30:.2f} │ ≤{found.predicted_device_bytes / 2**30:.2f} │" in text
-    assert "tensors: allocated; ≤ device: the predicted band's upper end" in text
+    assert f"(predicted from CPU memory estimates for {found.overhead_source})" in text
+    assert f"│ 832 (pred.) │ 0 │ {found.predicted_peak_bytes / 2**30:.2f} │ {found.predicted_device_bytes / 2**30:.2f} │" in text
+    assert "tensors: allocated; device needed: the least device memory the step runs in" in text
     text = shown(old)
     assert "(predicted from CPU memory estimates)" in text and "│ – │" in text
 

@@ -262,7 +262,7 @@ def test_estimates_and_predictions_say_which_end_of_the_band_each_is(results):
     assert "- `~`: the tensors (allocated), estimated on the CPU" in report
     assert "- `≤`: the predicted band's upper end, what nvidia-smi would show" in report
     assert "- `(pred.)`: predicted from CPU memory estimates, not found by probing a GPU: the largest batch " \
-           "whose upper end (≤) fits the budget" in report
+           "whose step runs within the budget on the target GPU (the least device memory the step runs in" in report
     console = Console(record=True, width=320)
     print_comparison(results, console=console)
     text = console.export_text()

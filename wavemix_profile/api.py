@@ -16,7 +16,9 @@ from .results import Result, Settings
 def measure_model(model: str | Callable[..., nn.Module] | nn.Module, *, image_size: int = 32, isolated: bool = True,
                   **settings) -> Result:
     """Measure `model` at `image_size` px; keyword arguments are Settings fields (batch_size,
-    device, amp, memory_budget_bytes, skip, ...). `model` is a spec (a zoo name, torchvision:/timm:/
+    device, amp, optimizer, num_classes, target_gpu, memory_budget_bytes, skip, ...), with the CLI's
+    defaults: a spec's own class count (sources.default_num_classes), and on the CPU the named card's
+    memory as the max-batch budget. `model` is a spec (a zoo name, torchvision:/timm:/
     python:), a factory called as factory(num_classes=..., image_size=...), or, in this process only,
     an nn.Module (each measurement works on its own copy). isolated=True (the default) measures in a
     fresh process, as the CLI does: that needs a spec or a factory importable by name. isolated=False
@@ -25,10 +27,11 @@ def measure_model(model: str | Callable[..., nn.Module] | nn.Module, *, image_si
     from .errors import BadInputError
     from .isolation import run_isolated
     from .measure import check_request, default_device, measure
-    from .sources import local_source, spec_for_factory
+    from .sources import default_num_classes, local_source, spec_for_factory
 
     defaults = {"device": default_device(), **settings}
     if isinstance(model, str):
+        defaults.setdefault("num_classes", default_num_classes(model))
         request = Settings(model=model, image_size=image_size, **defaults)
         if not isolated:
             return measure(request)

@@ -10,7 +10,8 @@ import sys
 import threading
 
 from . import __version__
-from .results import CPU_QUICK_TIMING, INFERENCE_MODES, Settings
+from .models import PAPER_NUM_CLASSES
+from .results import CPU_QUICK_TIMING, DEFAULT_OPTIMIZER, INFERENCE_MODES, OPTIMIZER_NAMES, Settings
 
 RAW = argparse.RawDescriptionHelpFormatter
 
@@ -122,22 +123,36 @@ def _add_measure_options(p: argparse.ArgumentParser, *, single_size: bool, max_b
                    help="CPU threads of the measuring process (torch.set_num_threads; default: torch's, one per core)")
     p.add_argument("--amp", default="fp16", choices=("fp16", "bf16", "off"),
                    help="autocast precision of the training step (default fp16 with GradScaler, as the paper)")
+    p.add_argument("--optimizer", default=DEFAULT_OPTIMIZER, choices=OPTIMIZER_NAMES,
+                   help="optimizer of the training step: adam (default, the paper's) and adamw keep 8 bytes of "
+                        "state per fp32 parameter, sgd-momentum (torchvision's and timm's recipes) 4, sgd 0; none "
+                        "runs forward and backward only")
+    p.add_argument("--keep-grads", action="store_true",
+                   help="zero gradients in place between steps (zero_grad(set_to_none=False), torch's default "
+                        "before 2.0) instead of releasing them: they are held through the forward pass too")
     if max_batch:
         p.add_argument("--memory-budget", default=None, metavar="SIZE",
                        help="max-batch budget, e.g. 16GiB: GiB and MiB are powers of 2 (what the tables print), "
-                            "GB and MB powers of 10 (8GB = 7.45GiB); default: the whole GPU, or 16GiB (the paper's "
-                            "'16 GB' V100) predicted on CPU")
+                            "GB and MB powers of 10 (8GB = 7.45GiB); default: the whole GPU, or on the CPU the "
+                            "memory of the --target-gpu card, else 16GiB (the paper's '16 GB' V100)")
         p.add_argument("--multiple-of", type=_positive_int, default=1, help="max batch must be a multiple of N")
     p.add_argument("--inference", default=None, choices=INFERENCE_MODES,
                    help="how inference runs: inference_mode (default; nothing kept for backward) or autograd "
                         "(a plain eval-mode forward that records the graph, as a script without no_grad)")
     p.add_argument("--target-gpu", default=None, metavar="GPU",
-                   help="on the CPU, the GPU a prediction is for: a name (V100, 'NVIDIA H100 80GB HBM3'), a generation "
-                        "(ampere) or a compute capability (sm86); default: the largest overheads of "
-                        "wavemix_profile/cuda_overheads.py")
+                   help="on the CPU, the GPU a prediction is for: a card of `wavemix-profile gpus` ('RTX 4090', "
+                        "V100-SXM2-16GB, 'NVIDIA H100 80GB HBM3'), whose memory becomes the max-batch budget, or a "
+                        "generation (ampere) or compute capability (sm86) for its overheads only; default: the "
+                        "largest overheads of wavemix_profile/cuda_overheads.py within 16GiB")
+    p.add_argument("--target-cuda", default=None, metavar="VERSION",
+                   help="on the CPU, the CUDA version of the torch the prediction is for, e.g. 12.4 (default: "
+                        "this torch's); it picks the CUDA context's size")
     p.add_argument("--channels-last", action="store_true", help="channels_last memory format")
     p.add_argument("--compile", action="store_true", help="torch.compile the model before timing")
-    p.add_argument("--num-classes", type=_positive_int, default=100, help="classifier outputs (default 100, CIFAR-100)")
+    p.add_argument("--num-classes", type=_positive_int, default=None,
+                   help="classifier outputs (default: the model's own: 1000 for torchvision's and most timm "
+                        "models, the pretrained config's; 100 (CIFAR-100, as the paper) for the zoo and python: "
+                        "factories)")
 
 
 def _add_scale_out(p: argparse.ArgumentParser) -> None:
@@ -162,9 +177,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="the model registry with family, params and the paper's figures",
                        epilog="example:\n  wavemix-profile list --models 'WaveMix-*'", formatter_class=RAW)
     p.add_argument("--models", nargs="+", default=["*"], metavar="NAME", help="registry names or globs (default: all)")
-    p.add_argument("--num-classes", type=_positive_int, default=100, help="classes for the parameter count (default 100)")
+    p.add_argument("--num-classes", type=_positive_int, default=PAPER_NUM_CLASSES,
+                   help=f"classes for the parameter count (default {PAPER_NUM_CLASSES}, the paper's CIFAR-100)")
     p.add_argument("--markdown", action="store_true", help="a Markdown table with why counts differ from the paper")
     p.set_defaults(func=lambda a: _run("listing", "run_list", a))
+
+    p = sub.add_parser("gpus", help="the GPUs --target-gpu names: memory (the max-batch budget), compute capability, "
+                                    "and where each figure was seen",
+                       epilog="examples:\n  wavemix-profile gpus\n  wavemix-profile gpus 'RTX 4090'\n"
+                              "  wavemix-profile gpus --markdown", formatter_class=RAW)
+    p.add_argument("name", nargs="?", default=None, help="show the card this name means (as --target-gpu reads it)")
+    p.add_argument("--markdown", action="store_true", help="a Markdown table")
+    p.set_defaults(func=lambda a: _run("gpus", "run_gpus", a))
 
     p = sub.add_parser("compare", help="measure models at several image sizes and render the comparison",
                        epilog="examples:\n  wavemix-profile compare\n"

@@ -186,3 +186,32 @@ def peak_flops_per_s(device_name: str, precision: str) -> Optional[float]:
         raise ValueError(f"unknown precision {precision!r}; accepted: {', '.join(PRECISIONS)}")
     peak = find_peak(device_name)
     return None if peak is None else peak.for_precision(precision)
+
+
+# A CPU prediction's budget when no card is named: the paper's "16 GB" V100, read as GiB.
+DEFAULT_BUDGET_BYTES = 16 * 2**30
+# The card the paper measured on (its Tables 4-6: "a 16 GB GPU", a V100).
+PAPER_CARD = "V100-SXM2-16GB"
+
+
+def card_budget(target_gpu: Optional[str]) -> Optional[int]:
+    """The memory, in bytes, of the card `target_gpu` names (find_card), or None: no name, a
+    generation or compute capability, or a card whose memory the table does not know."""
+    found = find_card(target_gpu) if target_gpu else None
+    return found.card.memory.bytes if found is not None and found.card.memory is not None else None
+
+
+def format_budget(n_bytes: int) -> str:
+    """A memory budget in both units a reader may mean by "GB": "16.0 GiB (17.2 GB)". GiB (2^30 bytes) is
+    what every table uses; GB (10^9 bytes) is what `--memory-budget 8GB` means."""
+    return f"{n_bytes / 2**30:.1f} GiB ({n_bytes / 1e9:.1f} GB)"
+
+
+def budget_label(n_bytes: int, target_gpu: Optional[str]) -> str:
+    """A max-batch budget with the GPU it is for, as titles print it: "RTX 4090's 23.6 GiB (25.4 GB)"
+    when the budget is the named card's memory, "16.0 GiB (17.2 GB) on ampere" when a GPU is named but
+    the budget is not its memory, "16.0 GiB (17.2 GB)" when none is named."""
+    found = find_card(target_gpu) if target_gpu else None
+    if found is not None and found.card.memory is not None and found.card.memory.bytes == n_bytes:
+        return f"{found.card.name}'s {format_budget(n_bytes)}"
+    return format_budget(n_bytes) + (f" on {target_gpu}" if target_gpu else "")

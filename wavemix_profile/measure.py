@@ -18,7 +18,7 @@ from .errors import BadInputError
 from .protocol import Event, Probe, Stage, Timing
 from .results import INFERENCE_MODES, MEASUREMENTS, FlopsResult, Result, Settings
 from .sources import ModelSource, check_python_spec, display_name, resolve_source, runs_user_code
-from .training import StepConfig, TrainStep, check_amp, check_logits
+from .training import StepConfig, TrainStep, check_amp, check_logits, optimizer_recipe
 
 _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 
@@ -106,6 +106,10 @@ def _check_settings(settings: Settings) -> None:
     if unknown:
         raise BadInputError(f"unknown measurement to skip {', '.join(unknown)}; accepted: {', '.join(MEASUREMENTS)}")
     check_amp(settings.amp)
+    optimizer_recipe(settings.optimizer)
+    if settings.target_cuda is not None and not re.fullmatch(r"\d+(\.\d+)*", settings.target_cuda):
+        raise BadInputError(f"bad target CUDA version {settings.target_cuda!r}; give one as torch.version.cuda "
+                            "prints it, e.g. 12.4")
     device = parse_device(settings.device)
     if settings.target_gpu is not None:
         from .cuda_overheads import find_generation
@@ -113,9 +117,9 @@ def _check_settings(settings: Settings) -> None:
             raise BadInputError(f"--target-gpu names the GPU a CPU prediction is for; on {settings.device} the "
                                 "device itself is measured: leave it out, or use --device cpu")
         if find_generation(settings.target_gpu) is None:
-            raise BadInputError(f"unknown target GPU {settings.target_gpu!r}; accepted: a name (V100, "
-                                "'NVIDIA H100 80GB HBM3'), a generation (volta, turing, ampere, ada, hopper) or a "
-                                "compute capability (sm86, 8.6)")
+            raise BadInputError(f"unknown target GPU {settings.target_gpu!r}; accepted: a card of `wavemix-profile "
+                                "gpus` ('RTX 4090', V100-SXM2-16GB, 'NVIDIA H100 80GB HBM3'), a generation (volta, "
+                                "turing, ampere, ada, hopper, blackwell) or a compute capability (sm86, 8.6)")
     if settings.memory_budget_bytes is not None:
         from .maxbatch import format_bytes
         from .probes import target_overheads

@@ -131,7 +131,7 @@ def _tensor_bytes(tensors) -> int:
 
 def _state_tensors(step: TrainStep) -> list[torch.Tensor]:
     model, opt = step.model, step.optimizer
-    return [*model.parameters(), *model.buffers(),
+    return [*model.parameters(), *model.buffers(), *step.kept_grads(),
             *(v for state in opt.state.values() for v in state.values() if isinstance(v, torch.Tensor))]
 
 
@@ -226,7 +226,8 @@ class CpuEstimator:
                 tracker = LiveStorageTracker(existing=[*_state_tensors(self.step), x, y], trace=trace)
                 with tracker:
                     self.step.train(x, y, update=lambda: self._update(tracker, rec))
-                held = self.params_bytes + self.optimizer_state_bytes + _tensor_bytes((x, y))
+                held = (self.params_bytes + self.optimizer_state_bytes + _tensor_bytes(self.step.kept_grads())
+                        + _tensor_bytes((x, y)))
                 return held + tracker.peak_bytes, tracker.peak_bytes
             tracker = LiveStorageTracker(existing=[*_state_tensors(self.step), x], trace=trace)
             with tracker:

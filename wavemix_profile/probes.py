@@ -33,13 +33,13 @@ import torch
 import torch.nn as nn
 
 from .cuda_overheads import Overheads, overheads_for
+from .gpus import DEFAULT_BUDGET_BYTES, card_budget
 from .maxbatch import ProbeOutcome, search_from_smallest_runnable
 from .memory import (CpuEstimator, CudaAllocatorCounter, PeakCounter, StepEstimate, drop_training_state,
                      release_cuda_memory)
 from .results import MaxBatchResult, ProbeRecord, Settings
 from .training import StepConfig, TrainStep
 
-DEFAULT_PREDICTION_BUDGET_BYTES = 16 * 2**30
 _OOM_WORDS = ("out of memory", "CUDNN_STATUS_ALLOC_FAILED", "CUBLAS_STATUS_ALLOC_FAILED")
 
 
@@ -78,8 +78,10 @@ def module_loading() -> str:
 
 def target_overheads(settings: Settings) -> Overheads:
     """The overhead row a CPU prediction uses: settings.target_gpu (None: the largest row), the CUDA
-    version this torch was built for (a CPU-only torch: not known) and this process's module loading."""
-    return overheads_for(settings.target_gpu, cuda_version=torch.version.cuda, loading=module_loading())
+    version settings.target_cuda names or else the one this torch was built for (a CPU-only torch: not
+    known), and this process's module loading."""
+    return overheads_for(settings.target_gpu, cuda_version=settings.target_cuda or torch.version.cuda,
+                         loading=module_loading())
 
 
 @dataclass(frozen=True)
@@ -114,9 +116,10 @@ class DeviceFit:
 
 
 def device_fit(settings: Settings, mode: str) -> DeviceFit:
-    """The judge of a CPU prediction for `settings` (its target GPU and budget) and `mode`."""
-    return DeviceFit(target_overheads(settings), settings.memory_budget_bytes or DEFAULT_PREDICTION_BUDGET_BYTES,
-                     mode)
+    """The judge of a CPU prediction for `settings` and `mode`: its target GPU, within its budget, or else
+    the named card's memory, or else DEFAULT_BUDGET_BYTES."""
+    budget = settings.memory_budget_bytes or card_budget(settings.target_gpu) or DEFAULT_BUDGET_BYTES
+    return DeviceFit(target_overheads(settings), budget, mode)
 
 
 def _predicted_search(estimator: CpuEstimator, settings: Settings, mode: str, on_probe, *,

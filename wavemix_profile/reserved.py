@@ -109,7 +109,7 @@ def replay_of(mode: str, recording: StepRecording, step: TrainStep, *, warmup_st
     setup = [*placement_events(step.model, channels_last=step.config.channels_last), *recording.batch]
     if mode == "train":
         at = len(recording.step) if recording.optimizer_step_at is None else recording.optimizer_step_at
-        warmup = first_step(recording.step, optimizer_step_at=at, state=optimizer_state_events(step))
+        warmup = first_step(recording.step, optimizer_step_at=at, state=kept_state_events(step))
         for _ in range(max(1, warmup_steps) - 1):
             warmup += recording.step
         return StepReplay((*setup, *warmup), tuple(recording.step))
@@ -138,6 +138,13 @@ def optimizer_state_events(step: TrainStep) -> list[Event]:
     torch keeps them on the host."""
     return [Alloc(("optimizer state", i), t.untyped_storage().nbytes())
             for i, (_, t) in enumerate(step.optimizer_state())]
+
+
+def kept_state_events(step: TrainStep) -> list[Event]:
+    """What the first training step makes that later steps find made: the optimizer's state, and with
+    keep_grads the gradients (made in its backward pass; here, where its optimizer step begins)."""
+    grads = [Alloc(("kept gradient", i), g.untyped_storage().nbytes()) for i, g in enumerate(step.kept_grads())]
+    return [*grads, *optimizer_state_events(step)]
 
 
 def first_step(step: Sequence[Event], *, optimizer_step_at: int, state: Sequence[Event]) -> list[Event]:

@@ -18,6 +18,8 @@ from .ranges import out_of_range
 SCHEMA_VERSION = 1
 MEASUREMENTS = ("params", "flops", "memory", "max-batch", "throughput")
 INFERENCE_MODES = ("inference_mode", "autograd")
+OPTIMIZER_NAMES = ("adam", "adamw", "sgd", "sgd-momentum", "none")   # training.OPTIMIZERS, in this order
+DEFAULT_OPTIMIZER = "adam"   # the paper's
 # Settings fields of the CPU's quick preset: it keeps `make demo` within minutes on two cores with a
 # small batch (memory and max batch are CPU estimates either way), timed in 5 blocks that each last
 # at least 50 ms (as many steps as that takes), so a fast model is not timed by one clock tick and
@@ -27,7 +29,7 @@ CPU_QUICK_TIMING = {"throughput_batch_size": 2, "warmup_steps": 1, "timed_iterat
 # Settings fields added after the store's first records, and the value each had before it was added:
 # absent from the key while they hold it, so a request keeps the key its stored record was written under.
 KEY_NEUTRAL = {"target_gpu": None, "inference": None, "min_block_s": None, "threads": None, "gpu_type": None,
-               "optimizer": "adam"}
+               "optimizer": DEFAULT_OPTIMIZER, "keep_grads": False, "target_cuda": None}
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,12 @@ class Settings:
     gpu_type: Optional[str] = None
     # The optimizer of the training step (training.OPTIMIZERS): "adam" (the paper's), "adamw", "sgd",
     # "sgd-momentum" or "none" (forward and backward only).
-    optimizer: str = "adam"
+    optimizer: str = DEFAULT_OPTIMIZER
+    # Gradients zeroed in place between steps (zero_grad(set_to_none=False), torch's default before 2.0)
+    # rather than released: they are then held through the forward pass too.
+    keep_grads: bool = False
+    # The CUDA version ("12.4") of the torch a CPU prediction is for; None: this torch's build.
+    target_cuda: Optional[str] = None
 
     def key(self) -> str:
         """Stable identity of a measurement for the store and --resume. A field added after records

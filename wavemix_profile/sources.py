@@ -20,7 +20,7 @@ from typing import Callable
 import torch.nn as nn
 
 from .errors import BadInputError
-from .models import get_entry
+from .models import PAPER_NUM_CLASSES, get_entry
 
 PREFIXES = ("torchvision:", "timm:", "python:")
 
@@ -31,6 +31,30 @@ class ModelSource:
     display_name: str
     family: str | None
     build: Callable[..., nn.Module]   # build(num_classes=..., image_size=...)
+
+
+IMAGENET_CLASSES = 1000
+
+
+def default_num_classes(spec: str) -> int:
+    """The classifier outputs a spec's model has unless asked otherwise: a torchvision model its
+    weights' categories (1000 for ImageNet-1k), a timm model its pretrained config's (a headless
+    config, 0, takes ImageNet's 1000), the zoo and python: factories the paper's 100. Never runs a
+    user's code."""
+    if spec.startswith("torchvision:"):
+        import torchvision.models as tvm
+        try:
+            return len(tvm.get_model_weights(spec.split(":", 1)[1]).DEFAULT.meta["categories"])
+        except (ValueError, KeyError, AttributeError):  # unknown names are resolve_source's to refuse
+            return IMAGENET_CLASSES
+    if spec.startswith("timm:"):
+        try:
+            from timm.models import get_pretrained_cfg
+        except ImportError:
+            return IMAGENET_CLASSES  # resolve_source says timm is missing
+        config = get_pretrained_cfg(spec.split(":", 1)[1])
+        return (config.num_classes if config is not None else 0) or IMAGENET_CLASSES
+    return PAPER_NUM_CLASSES
 
 
 def spec_for_factory(factory: Callable[..., nn.Module]) -> str:

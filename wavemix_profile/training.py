@@ -16,6 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .errors import BadInputError
+from .results import DEFAULT_OPTIMIZER
 
 AMP_MODES = ("fp16", "bf16", "off")
 _DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -58,7 +59,6 @@ OPTIMIZERS: dict[str, OptimizerRecipe] = {r.name: r for r in (
     OptimizerRecipe("none", "no optimizer step: forward and backward only (gradients made, then released)", (),
                     lambda ps: torch.optim.SGD(ps, lr=0.0), steps=False),
 )}
-DEFAULT_OPTIMIZER = "adam"
 
 
 def check_amp(amp: str) -> str:
@@ -91,13 +91,15 @@ class StepConfig:
     num_classes: int = 100
     inference: str = "inference_mode"   # or "autograd": see results.Settings.inference
     optimizer: str = DEFAULT_OPTIMIZER  # a key of OPTIMIZERS
+    keep_grads: bool = False            # zero_grad(set_to_none=False): see results.Settings.keep_grads
 
     @classmethod
     def of(cls, settings) -> "StepConfig":
         """The step a measurement request (results.Settings) asks for."""
         return cls(device=torch.device(settings.device), amp=settings.amp, channels_last=settings.channels_last,
                    compile=settings.compile, num_classes=settings.num_classes,
-                   inference=settings.inference or "inference_mode", optimizer=settings.optimizer)
+                   inference=settings.inference or "inference_mode", optimizer=settings.optimizer,
+                   keep_grads=settings.keep_grads)
 
 
 class TrainStep:
@@ -119,6 +121,12 @@ class TrainStep:
         y = torch.randint(0, self.config.num_classes, (size,), device=self.config.device)
         return x, y
 
+    def kept_grads(self) -> list[torch.Tensor]:
+        """The gradients a step leaves allocated for the next (keep_grads), in parameter order; none otherwise."""
+        if not self.config.keep_grads:
+            return []
+        return [p.grad for group in self.optimizer.param_groups for p in group["params"] if p.grad is not None]
+
     def optimizer_state(self) -> list[tuple[nn.Parameter, torch.Tensor]]:
         """The optimizer's state on the device as (parameter, tensor), in parameter order and the recipe's
         order of names: what its first step makes. The step counts it keeps on the host are left out."""
@@ -134,8 +142,9 @@ class TrainStep:
 
     def train(self, x: torch.Tensor, y: torch.Tensor, *, amp: str | None = None,
               update: Callable[[], None] | None = None) -> None:
-        """One step: forward, loss, backward, optimizer step, gradients released. `update`, where
-        given, stands in for the optimizer step (update()): the CPU estimate replays a recorded one."""
+        """One step: forward, loss, backward, optimizer step, gradients released (or zeroed in place
+        with keep_grads). `update`, where given, stands in for the optimizer step (update()): the CPU
+        estimate replays a recorded one."""
         self.model.train()
         with self.autocast(amp):
             logits = self.forward(x)
@@ -143,7 +152,7 @@ class TrainStep:
             loss = F.cross_entropy(logits, y)
         self.scaler.scale(loss).backward()
         (update or self.update)()
-        self.optimizer.zero_grad(set_to_none=True)
+        self.optimizer.zero_grad(set_to_none=not self.config.keep_grads)
 
     def update(self) -> None:
         """The optimizer step, through the scaler (which skips a step whose gradients overflowed);

@@ -7,7 +7,6 @@ from pathlib import Path
 
 from ..errors import BadInputError
 from ..models import PAPER_ZOO, resolve
-from ..render.paper import PAPER_BUDGET_BYTES
 from ..results import CPU_QUICK_TIMING, MEASUREMENTS, Settings
 from ..sources import PREFIXES
 
@@ -46,20 +45,17 @@ def timing_options(args) -> dict:
 
 
 def build_requests(args, device: str) -> list[Settings]:
-    from .max_batch import parse_budget
-    budget = parse_budget(args.memory_budget)
+    from .requests import max_batch_budget, num_classes, say_target, step_fields
+    budget = max_batch_budget(args, device)
+    say_target(args)
     extra = dict(CPU_QUICK_TIMING) if device == "cpu" and not args.full else {}
-    if device == "cpu" and budget is None:
-        budget = PAPER_BUDGET_BYTES
     if args.throughput_batch_size:
         extra["throughput_batch_size"] = args.throughput_batch_size
     extra.update(timing_options(args))
     skip = parse_skip(args.skip or [])
-    return [Settings(model=model, image_size=size, batch_size=args.batch_size, device=device,
-                     amp=args.amp, channels_last=args.channels_last, compile=args.compile,
-                     num_classes=args.num_classes, memory_budget_bytes=budget,
-                     multiple_of=args.multiple_of, skip=skip, target_gpu=args.target_gpu,
-                     inference=args.inference, threads=args.threads, **extra)
+    fields = step_fields(args, device)
+    return [Settings(model=model, image_size=size, num_classes=num_classes(args, model), memory_budget_bytes=budget,
+                     multiple_of=args.multiple_of, skip=skip, **fields, **extra)
             for model in expand_models(args.models or list(PAPER_ZOO)) for size in dict.fromkeys(args.image_sizes)]
 
 

@@ -34,10 +34,10 @@ def run_profile(args) -> int:
     from ..training import StepConfig
     from .outputs import check_output_folder, human_console, print_json
 
-    settings = Settings(model=args.model, image_size=args.image_size, batch_size=args.batch_size,
-                        device=args.device or default_device(), amp=args.amp, channels_last=args.channels_last,
-                        compile=args.compile, num_classes=args.num_classes, target_gpu=args.target_gpu,
-                        inference=args.inference, threads=args.threads)
+    from .requests import num_classes, say_target, step_fields
+    settings = Settings(model=args.model, image_size=args.image_size, num_classes=num_classes(args, args.model),
+                        **step_fields(args, args.device or default_device()))
+    say_target(args)
     timeline = os.path.abspath(args.timeline) if args.timeline else None
     out = Path(os.path.abspath(args.out)) if args.out else None
     source = validate(settings)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Iterable, Optional, Sequence
 
+from ..gpus import budget_label
 from ..maxbatch import MAX_BATCH_LIMIT
 from ..models import FAMILIES
 from ..results import MaxBatchResult, Result
@@ -31,8 +32,12 @@ ESTIMATE = Label("~", "the tensors (allocated), estimated on the CPU (live tenso
 UPPER = Label("≤", "the predicted band's upper end, what nvidia-smi would show on the target GPU: the caching "
                    "allocator's rounding and cache, cuBLAS workspaces, the CUDA context, lazily loaded kernels and "
                    "library handles added to the tensors (wavemix_profile/cuda_overheads.py)")
+NEEDED = ("the least device memory the step runs in: its allocations replayed through the caching allocator's "
+          "model under the budget (which releases its cache and tries again when a segment would not fit, as on "
+          "a full GPU), with cuBLAS workspaces, plus the CUDA context, lazily loaded kernels and library handles "
+          "(wavemix_profile/cuda_overheads.py)")
 PREDICTED = Label(" (pred.)", "predicted from CPU memory estimates, not found by probing a GPU: the largest batch "
-                              "whose upper end (≤) fits the budget")
+                              "whose step runs within the budget on the target GPU (" + NEEDED + ")")
 _CAP = f"the search stopped at its limit of {MAX_BATCH_LIMIT:,} images and that still fitted: the true maximum may be larger"
 CAPPED = Label(" (cap)", _CAP)
 PREDICTED_CAPPED = Label(" (pred., cap)", f"{PREDICTED.legend}; {_CAP}")
@@ -62,12 +67,6 @@ def format_number(value: float, unit: str) -> str:
     if unit == "×":
         return f"{value:.2f}"
     return f"{value:g}"
-
-
-def format_budget(n_bytes: int) -> str:
-    """A memory budget in both units a reader may mean by "GB": "16.0 GiB (17.2 GB)". GiB (2^30 bytes) is
-    what every table uses; GB (10^9 bytes) is what `--memory-budget 8GB` means."""
-    return f"{n_bytes / GIB:.1f} GiB ({n_bytes / 1e9:.1f} GB)"
 
 
 def _batch_qualifier(result: Result) -> Optional[str]:
@@ -254,18 +253,26 @@ def _joined(values: Iterable[object]) -> str:
     return ", ".join(str(v) for v in dict.fromkeys(values))
 
 
+def step_label(results: Sequence[Result]) -> str:
+    """The training step the results share, each part joined where they differ: "100 classes · adam · AMP
+    fp16" (with ", gradients kept" where zero_grad kept them)."""
+    classes = _joined(r.settings.num_classes for r in results)
+    optimizer = _joined(r.settings.optimizer + (", gradients kept" if r.settings.keep_grads else "") for r in results)
+    return f"{classes} classes · {optimizer} · AMP {_joined(r.settings.amp for r in results)}"
+
+
 def grid_title(image_size: int, results: Sequence[Result]) -> str:
-    """"32×32 px · DEVICE · batch 64, throughput batch 64 · max batch within 16.0 GiB · AMP fp16"."""
+    """"32×32 px · DEVICE · batch 64, throughput batch 64 · 100 classes · adam · AMP fp16 · max batch within
+    RTX 4090's 23.6 GiB (25.4 GB)"."""
     names = devices(results)
     device = names[0] if len(names) == 1 else "several devices" if names else "unknown device"
     batch = _joined(r.settings.batch_size for r in results)
     timed = _joined(r.throughput.batch_size for r in results if r.throughput)
-    budget = _joined(format_budget(found.budget_bytes) for r in results
+    budget = _joined(budget_label(found.budget_bytes, r.settings.target_gpu) for r in results
                      for found in (r.max_batch_train, r.max_batch_infer) if found)
-    amp = _joined(r.settings.amp for r in results)
     return (f"{image_size}×{image_size} px · {device} · batch {batch}"
-            + (f", throughput batch {timed}" if timed else "")
-            + (f" · max batch within {budget}" if budget else "") + f" · AMP {amp}")
+            + (f", throughput batch {timed}" if timed else "") + f" · {step_label(results)}"
+            + (f" · max batch within {budget}" if budget else ""))
 
 
 def _within_spread(value: float, spread: float, top: float, top_spread: float, best: str) -> bool:

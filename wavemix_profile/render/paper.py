@@ -21,11 +21,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Optional, Sequence
 
+from ..gpus import DEFAULT_BUDGET_BYTES, PAPER_CARD, card_budget
 from ..models import PaperValue, paper_values
 from ..results import Result
 
 GIB = 2**30
-PAPER_BUDGET_BYTES = 16 * GIB
+PAPER_BUDGET_BYTES = DEFAULT_BUDGET_BYTES   # the paper's "16 GB", read as GiB
 BUDGET_TOLERANCE = 0.01          # a budget within 1% of 16 GiB counts as the paper's 16 GB GPU
 PAPER_BATCH_SIZE = 64            # Tables 1 and 4 report GPU memory at batch 64
 
@@ -71,8 +72,9 @@ def device_of(result: Result) -> str:
 
 
 def budget_is_paper_gpu(budget_bytes: int) -> bool:
-    """True for a max-batch budget of 16 GiB within 1%: the paper's "16 GB GPU"."""
-    return abs(budget_bytes - PAPER_BUDGET_BYTES) <= BUDGET_TOLERANCE * PAPER_BUDGET_BYTES
+    """True for a max-batch budget of 16 GiB within 1%, or the memory of the paper's card: its "16 GB GPU"."""
+    return (abs(budget_bytes - PAPER_BUDGET_BYTES) <= BUDGET_TOLERANCE * PAPER_BUDGET_BYTES
+            or budget_bytes == card_budget(PAPER_CARD))
 
 
 def measured(result: Result, metric: str) -> Optional[tuple[float, str]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from ..results import MemoryResult, ModuleProfile
+from ..results import DEFAULT_OPTIMIZER, MemoryResult, ModuleProfile
 from .columns import GIB
 
 MODULE_HEADERS = ("module", "type", "output shape (per image)", "params", "params %", "forward MACs/image (M)",
@@ -37,8 +37,8 @@ def module_rows(profile: ModuleProfile) -> list[tuple[str, ...]]:
 
 
 def module_title(profile: ModuleProfile) -> str:
-    return (f"{profile.model_name} @ {profile.settings.image_size} px: per-module parameters and forward MACs "
-            f"(to depth {profile.depth})")
+    return (f"{profile.model_name} @ {profile.settings.image_size} px, {profile.settings.num_classes} classes: "
+            f"per-module parameters and forward MACs (to depth {profile.depth})")
 
 
 def module_table(profile: ModuleProfile) -> Table:
@@ -50,9 +50,9 @@ def module_table(profile: ModuleProfile) -> Table:
     return table
 
 
-def memory_rows(memory: MemoryResult) -> list[tuple[str, str, str]]:
+def memory_rows(memory: MemoryResult, optimizer: str = DEFAULT_OPTIMIZER) -> list[tuple[str, str, str]]:
     parts = [("parameters and buffers", memory.params_bytes), ("gradients", memory.grads_bytes),
-             ("Adam state", memory.optimizer_state_bytes),
+             (f"optimizer state ({optimizer})", memory.optimizer_state_bytes),
              ("activations and temporaries", memory.activations_train_bytes)]
     rows = [(name, f"{(value or 0) / GIB:.3f}", f"{100 * (value or 0) / memory.peak_train_bytes:.1f}%")
             for name, value in parts]
@@ -67,7 +67,9 @@ def memory_rows(memory: MemoryResult) -> list[tuple[str, str, str]]:
 def memory_title(profile: ModuleProfile) -> str:
     memory = profile.memory
     kind = "CPU estimate, not GPU memory" if memory.is_estimate else "measured, CUDA allocator"
-    return (f"{profile.model_name}: peak training memory at batch {memory.batch_size}, AMP {profile.settings.amp} "
+    settings = profile.settings
+    return (f"{profile.model_name}: peak training memory at batch {memory.batch_size}, {settings.num_classes} "
+            f"classes, {settings.optimizer}{', gradients kept' if settings.keep_grads else ''}, AMP {settings.amp} "
             f"({kind})")
 
 
@@ -78,7 +80,7 @@ def memory_table(profile: ModuleProfile) -> Table:
     table.add_column("part")
     table.add_column("GiB", justify="right")
     table.add_column("share", justify="right")
-    for name, gib, share in memory_rows(profile.memory):
+    for name, gib, share in memory_rows(profile.memory, profile.settings.optimizer):
         bold = name.startswith("peak, one training")
         table.add_row(*(f"[bold]{c}" if bold and c else c for c in (name, gib, share)))
     return table
@@ -93,7 +95,7 @@ def profile_markdown(profile: ModuleProfile) -> str:
     lines += _table(MODULE_HEADERS, "lllrrrr", [[_md(c) for c in row] for row in module_rows(profile)])
     if profile.memory is not None:
         lines += ["", f"## {_md(memory_title(profile))}", ""]
-        lines += _table(("part", "GiB", "share"), "lrr", [[_md(c) for c in row] for row in memory_rows(profile.memory)])
+        lines += _table(("part", "GiB", "share"), "lrr", [[_md(c) for c in row] for row in memory_rows(profile.memory, profile.settings.optimizer)])
         if profile.memory.overhead_source:
             lines += ["", f"≤: the predicted upper end, for {_md(profile.memory.overhead_source)} "
                           "(wavemix_profile/cuda_overheads.py)"]
