@@ -7,12 +7,13 @@ paper is used to compute another) and scored by how far it lands from the paper:
 * precision: fp16 AMP with CUDA's cast policy, or float32 (AMP off);
 * memory read as: allocated (tensors, max_memory_allocated), reserved (the caching allocator's model
   plus cuBLAS workspaces, max_memory_reserved) or device (plus the CUDA context and libraries: what
-  nvidia-smi shows) on the paper's 16 GB V100 (cuda_overheads: Volta, CUDA 11, eager loading, the
-  toolchain of 2021-22);
+  nvidia-smi shows) on the paper's card, the V100-SXM2-16GB of the GPU table (gpus.py; its overheads:
+  Volta, CUDA 11, eager loading, the toolchain of 2021-22);
 * inference under torch.inference_mode, or recording autograd's graph (a forward without no_grad).
 
-A max batch is the largest whose device figure fits 16 GiB, read off the line through the estimates at
-batches 64 and 128 (the estimate is affine in the batch up to the allocator's rounding). Residuals are
+A max batch is the largest whose step runs within that card's memory (the device memory it needs, as the
+max-batch prediction judges it: probes.DeviceFit), read off the line through the estimates at batches
+64 and 128 (the estimate is affine in the batch up to the allocator's rounding). Residuals are
 log2(ours / paper); a protocol's score is their root mean square, so 1.0 means a factor of 2 typically.
 """
 from __future__ import annotations
@@ -22,15 +23,16 @@ import statistics
 from dataclasses import asdict, dataclass
 from typing import Callable, Iterable, Optional
 
+from .gpus import PAPER_CARD, card_budget
 from .models import PaperValue, get_entry, paper_values
-from .render.paper import PAPER_BUDGET_BYTES
 
-PAPER_GPU, PAPER_CUDA, PAPER_LOADING = "V100", "11.3", "eager"
+PAPER_GPU, PAPER_CUDA, PAPER_LOADING = PAPER_CARD, "11.3", "eager"
 PRECISIONS = ("fp16", "off")
 READINGS = ("allocated", "reserved", "device")
 INFERENCES = ("inference_mode", "autograd")
 BATCHES = (64, 128)   # the two estimates a max batch is read from
 TABLES = (1, 4, 6)
+TABLE_CLASSES = {1: 100, 4: 1000, 6: 100}   # CIFAR-100's and ImageNet-1k's heads
 METRICS = ("gpu_train_batch64", "max_batch_train", "max_batch_infer")
 
 
@@ -64,47 +66,51 @@ class ProtocolFit:
         return 2 ** statistics.median(e.residual for e in self.entries)
 
 
-def _band(estimate, row, mode: str) -> dict[str, int]:
+def _band(estimate, fit, mode: str) -> dict[str, int]:
+    """The readings of one estimate on the paper's card, and the device memory its step needs."""
     from .cuda_overheads import band
-    b = band(estimate.allocated_bytes, estimate.reserved_bytes, row, mode)
-    return {"allocated": b.allocated_bytes, "reserved": b.reserved_bytes, "device": b.device_bytes}
+    b = band(estimate.allocated_bytes, estimate.reserved_bytes, fit.overheads.row, mode)
+    return {"allocated": b.allocated_bytes, "reserved": b.reserved_bytes, "device": b.device_bytes,
+            "needed": fit.needed_bytes(estimate)}
 
 
 def _max_batch(at: dict[int, dict[str, int]]) -> float:
-    """Largest batch whose device figure fits the paper's 16 GiB, on the line through BATCHES."""
+    """Largest batch whose step runs within the paper's card, on the line through BATCHES."""
     (b1, b2) = BATCHES
-    per_image = (at[b2]["device"] - at[b1]["device"]) / (b2 - b1)
-    fixed = at[b1]["device"] - per_image * b1
-    return max(0.0, math.floor((PAPER_BUDGET_BYTES - fixed) / per_image)) if per_image > 0 else float("inf")
+    per_image = (at[b2]["needed"] - at[b1]["needed"]) / (b2 - b1)
+    fixed = at[b1]["needed"] - per_image * b1
+    return max(0.0, math.floor((card_budget(PAPER_GPU) - fixed) / per_image)) if per_image > 0 else float("inf")
 
 
-def model_figures(model: str, image_size: int, precision: str, inference: str) -> dict[str, dict]:
-    """{"train"|"infer": {batch: {reading: bytes}}} for one model, size and protocol."""
+def model_figures(model: str, image_size: int, precision: str, inference: str, num_classes: int) -> dict[str, dict]:
+    """{"train"|"infer": {batch: {reading: bytes}}} for one model, size, head and protocol."""
     import torch
     from .cuda_overheads import overheads_for
     from .memory import CpuEstimator
+    from .probes import DeviceFit
     from .training import StepConfig
-    row = overheads_for(PAPER_GPU, cuda_version=PAPER_CUDA, loading=PAPER_LOADING).row
+    overheads = overheads_for(PAPER_GPU, cuda_version=PAPER_CUDA, loading=PAPER_LOADING)
     entry = get_entry(model)
-    config = StepConfig(device=torch.device("cpu"), amp=precision, inference=inference)
+    config = StepConfig(device=torch.device("cpu"), amp=precision, inference=inference, num_classes=num_classes)
     estimator = CpuEstimator(lambda: entry.build(num_classes=config.num_classes, image_size=image_size), config)
-    return {mode: {b: _band(estimator.estimate(mode, batch=b, image_size=image_size), row, mode) for b in BATCHES}
+    return {mode: {b: _band(estimator.estimate(mode, batch=b, image_size=image_size),
+                            DeviceFit(overheads, card_budget(PAPER_GPU), mode), mode) for b in BATCHES}
             for mode in ("train", "infer")}
 
 
 def fit(values: Optional[Iterable[PaperValue]] = None,
-        figures: Callable[[str, int, str, str], dict] = model_figures,
+        figures: Callable[[str, int, str, str, int], dict] = model_figures,
         say: Callable[[str], None] = lambda line: None) -> list[ProtocolFit]:
     """Every protocol's entries for Tables 1, 4 and 6, in table then protocol order."""
     wanted = [v for v in (paper_values() if values is None else values)
               if v.table in TABLES and v.metric in METRICS and v.value > 0]
     cache: dict[tuple, dict] = {}
 
-    def got(model, size, precision, inference):
-        key = (model, size, precision, inference)
+    def got(model, size, precision, inference, table):
+        key = (model, size, precision, inference, TABLE_CLASSES[table])
         if key not in cache:
-            say(f"  {model} @ {size} px, {precision}, {inference}")
-            cache[key] = figures(model, size, precision, inference)
+            say(f"  {model} @ {size} px, {TABLE_CLASSES[table]} classes, {precision}, {inference}")
+            cache[key] = figures(*key)
         return cache[key]
 
     fits = []
@@ -119,12 +125,13 @@ def fit(values: Optional[Iterable[PaperValue]] = None,
                     for v in rows:
                         if v.metric == "gpu_train_batch64":
                             used.add("reading")
-                            ours = got(v.model, v.image_size, precision, "inference_mode")["train"][64][reading] / 2**30
+                            step = got(v.model, v.image_size, precision, "inference_mode", table)["train"]
+                            ours = step[64][reading] / 2**30
                         elif v.metric == "max_batch_train":
-                            ours = _max_batch(got(v.model, v.image_size, precision, "inference_mode")["train"])
+                            ours = _max_batch(got(v.model, v.image_size, precision, "inference_mode", table)["train"])
                         else:
                             used.add("inference")
-                            ours = _max_batch(got(v.model, v.image_size, precision, inference)["infer"])
+                            ours = _max_batch(got(v.model, v.image_size, precision, inference, table)["infer"])
                         entries.append(Entry(table, v.model, v.image_size, v.metric, v.value, float(ours)))
                     name = ", ".join([precision if precision == "fp16" else "fp32 (AMP off)",
                                       *([reading] if "reading" in used else []),

@@ -9,6 +9,7 @@ from ..atomic import write_text
 from ..results import Result
 
 STORE_NAME = "results.jsonl"  # in each output folder: the records that every report there is rendered from
+PAPER_FIT_NAME = "paper_fit.json"  # `wavemix-profile paper-fit`'s findings, read into report.md
 
 
 def device_slug(name: str) -> str:
@@ -129,9 +130,10 @@ def write_outputs(results: Sequence[Result], out: Path, *, command: str, console
     _say_unplotted(accuracies or (), results)
     csv_name, markdown_name = REPORT_FILES
     write_text(out / csv_name, render_csv(results))
-    write_text(out / markdown_name, render_markdown(results, command=command, banner=banner,
-                                                  extra=_paper_fit_section(out),
-                                                  charts=[p.name for p in charts if p.suffix == ".png"]))
+    section, protocol = _paper_fit(out)
+    write_text(out / markdown_name, render_markdown(results, command=command, banner=banner, extra=section,
+                                                    paper_protocol=protocol,
+                                                    charts=[p.name for p in charts if p.suffix == ".png"]))
     return [out / csv_name, out / markdown_name, *charts]
 
 
@@ -146,14 +148,15 @@ def _say_unplotted(accuracies: Sequence, results: Sequence[Result]) -> None:
               file=sys.stderr)
 
 
-def _paper_fit_section(out: Path) -> list[str]:
-    """The "What the paper's numbers match" section when `wavemix-profile paper-fit` wrote its file here."""
+def _paper_fit(out: Path) -> tuple[list[str], dict]:
+    """The "What the paper's numbers match" section and each table's best protocol's values
+    (render.paper_fit.protocol_values), when `wavemix-profile paper-fit` wrote its file here."""
     import json
     from ..paper_fit import from_json
-    from ..render.paper_fit import render_paper_fit
-    from .paper_fit import PAPER_FIT_NAME
+    from ..render.paper_fit import protocol_values, render_paper_fit
     path = out / PAPER_FIT_NAME
     if not path.is_file():
-        return []
+        return [], {}
     data = json.loads(path.read_text(encoding="utf-8"))
-    return render_paper_fit(from_json(data), command=data["command"])
+    fits = from_json(data)
+    return render_paper_fit(fits, command=data["command"]), protocol_values(fits)

@@ -9,9 +9,6 @@ import json
 import sys
 from pathlib import Path
 
-PAPER_FIT_NAME = "paper_fit.json"
-
-
 def run_paper_fit(args) -> int:
     import torch
 
@@ -21,7 +18,7 @@ def run_paper_fit(args) -> int:
     from ..render.paper_fit import best_per_table
     from ..render.terminal import make_console
     from ..store import Store
-    from .outputs import STORE_NAME, check_output_folder, device_slug, write_outputs
+    from .outputs import PAPER_FIT_NAME, STORE_NAME, check_output_folder, device_slug, write_outputs
 
     out = Path(args.out) if args.out else Path("reports") / device_slug(
         collect_environment(torch.device("cpu")).device_name)

@@ -5,7 +5,7 @@ against a golden file in the tests.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 from ..models import PAPER, paper_values
 from ..results import Environment, Result, ThroughputResult
@@ -99,7 +99,8 @@ def _legend(grids: Sequence[Grid]) -> list[str]:
     return ["Legend:", "", *lines, ""]
 
 
-def _paper_table(table: int, comparisons: Sequence[PaperComparison], show_device: bool) -> list[str]:
+def _paper_table(table: int, comparisons: Sequence[PaperComparison], show_device: bool,
+                 protocol: Mapping[tuple[int, str, str, int], tuple[float, str]]) -> list[str]:
     published = [v for v in paper_values() if v.table == table]
     measured = {(c.metric, c.image_size) for c in comparisons}
     groups = [g for g in dict.fromkeys((v.metric, v.image_size) for v in published) if g in measured]
@@ -110,6 +111,8 @@ def _paper_table(table: int, comparisons: Sequence[PaperComparison], show_device
         name = METRIC_LABELS[metric] + (f" {size} px" if several_sizes else "")
         unit = next(v.unit for v in published if (v.metric, v.image_size) == (metric, size))
         headers += [f"{name}: paper ({unit})", f"{name}: ours ({MEASURED_UNITS[metric]})", f"{name}: ours/paper"]
+        if any(k[0] == table and (k[2], k[3]) == (metric, size) for k in protocol):
+            headers += [f"{name}: ours, paper's protocol", f"{name}: paper's protocol / paper"]
     rows = []
     for model, device in dict.fromkeys((c.model, c.device_name) for c in comparisons):
         mine = [c for c in comparisons if (c.model, c.device_name) == (model, device)]
@@ -120,33 +123,47 @@ def _paper_table(table: int, comparisons: Sequence[PaperComparison], show_device
             row += [MISSING if paper is None else f"{paper.value:g}",
                     MISSING if ours is None else format_number(ours.measured_value, ours.unit),
                     MISSING if ours is None else f"{ours.ratio:.2f}"]
+            if any(k[0] == table and (k[2], k[3]) == (metric, size) for k in protocol):
+                fitted = protocol.get((table, model, metric, size))
+                row += [MISSING if fitted is None else format_number(fitted[0], MEASURED_UNITS[metric]),
+                        MISSING if fitted is None or paper is None else f"{fitted[0] / paper.value:.2f}"]
         rows.append(row + [_md("; ".join(dict.fromkeys(c.note for c in mine)))])
-    align = "l" * (1 + show_device) + "r" * (3 * len(groups)) + "l"
+    align = "l" * (1 + show_device) + "r" * (len(headers) - 1 - show_device) + "l"
     return _table(headers + ["notes"], align, rows)
 
 
-def _paper_section(results: Sequence[Result]) -> list[str]:
+def _paper_section(results: Sequence[Result],
+                   protocol: Mapping[tuple[int, str, str, int], tuple[float, str]]) -> list[str]:
     comparisons = compare_with_paper(results)
     if not comparisons:
         return []
     show_device = len({c.device_name for c in comparisons}) > 1
+    names = {table: name for (table, *_), (_, name) in protocol.items()}
     lines = ["## Compared with the paper", "",
-             f"{PAPER}. Ratios are ours / paper. The paper's GPU \"GB\" is read as GiB; ours is the CUDA "
-             "caching allocator's peak (or a CPU estimate, said in the notes), which leaves out the CUDA context "
-             "that nvidia-smi counts. Max batch sizes are compared only for a 16 GiB budget, images/s only "
-             "as a hardware difference: the paper timed a 16 GB V100.", ""]
+             f"{PAPER}. Ratios are ours / paper. The paper's GPU \"GB\" is read as GiB; \"ours\" is what this "
+             "run measured with its own settings (the CUDA caching allocator's peak, or a CPU estimate, said in "
+             "the notes), which leaves out the CUDA context that nvidia-smi counts. Max batch sizes are compared "
+             "only for a 16 GiB budget or the paper's V100-SXM2-16GB, images/s only as a hardware difference: the "
+             "paper timed a 16 GB V100."
+             + (" \"Paper's protocol\" is the same quantity under the protocol `wavemix-profile paper-fit` found "
+                "to fit the table best, on the V100-SXM2-16GB (see \"What the paper's numbers match\")."
+                if protocol else " Run `wavemix-profile paper-fit` to add each table's best-fitting protocol."), ""]
     for table in dict.fromkeys(c.table for c in comparisons):
         caption = TABLE_CAPTIONS.get(table, f"Table {table}")
-        lines += [f"### {caption}", "",
-                  *_paper_table(table, [c for c in comparisons if c.table == table], show_device), ""]
+        lines += [f"### {caption}", ""]
+        if table in names:
+            lines += [f"Paper's protocol: {names[table]}, on the V100-SXM2-16GB.", ""]
+        lines += [*_paper_table(table, [c for c in comparisons if c.table == table], show_device, protocol), ""]
     return lines
 
 
 def render_markdown(results: Sequence[Result], *, command: Optional[str] = None,
-                    charts: Sequence[str] = (), banner: str = "", extra: Sequence[str] = ()) -> str:
+                    charts: Sequence[str] = (), banner: str = "", extra: Sequence[str] = (),
+                    paper_protocol: Mapping[tuple[int, str, str, int], tuple[float, str]] = {}) -> str:
     """The whole report as Markdown. `charts` are paths relative to the report, embedded in order;
     pass only those that were written. A `banner` (the validation rehearsal's label) heads it in bold;
-    `extra` lines (a section such as the paper-protocol fit) come before the charts."""
+    `extra` lines (a section such as the paper-protocol fit) come before the charts; `paper_protocol`
+    (render.paper_fit.protocol_values) adds the paper's protocol beside ours in the paper's tables."""
     results = list(results)
     lines = ["# wavemix-profile report", "", *([f"**{banner}**", ""] if banner else [])]
     if command:
@@ -158,7 +175,7 @@ def render_markdown(results: Sequence[Result], *, command: Optional[str] = None,
     for grid in grids:
         lines += [f"## {_md(grid.title)}", "", *_grid_lines(grid), ""]
     lines += _legend(grids)
-    lines += _paper_section(results)
+    lines += _paper_section(results, paper_protocol)
     lines += list(extra)
     if charts:
         lines += ["## Charts", ""]

@@ -16,6 +16,13 @@ def best_per_table(fits: Sequence[ProtocolFit]) -> dict[int, ProtocolFit]:
     return best
 
 
+def protocol_values(fits: Sequence[ProtocolFit]) -> dict[tuple[int, str, str, int], tuple[float, str]]:
+    """(table, model, metric, image size) -> (our value under the table's best protocol, that protocol's
+    name): what the report's comparison with the paper shows beside the default protocol's values."""
+    return {(e.table, e.model, e.metric, e.image_size): (e.ours, f.protocol)
+            for f in best_per_table(fits).values() for e in f.entries}
+
+
 def render_paper_fit(fits: Sequence[ProtocolFit], *, command: str) -> list[str]:
     """Per table: every protocol's score, the best one's residuals, and a sentence naming it."""
     if not fits:
