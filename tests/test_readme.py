@@ -41,6 +41,9 @@ NOT_RUN = {
         "needs a running Ray cluster with those GPUs",
     "wavemix-profile report reports/zoo-by-gpu/results.jsonl --reference H100":
         "renders the store that the cluster's run above writes; test_cross_device.py renders such a store",
+    ".venv/bin/python benchmarks/external_accuracy.py":
+        "41 predictions and two command-line runs, about three minutes on 2 cores; test_external_data.py checks its "
+        "data and verdicts",
     ".venv/bin/wavemix-profile paper-fit --out reports/cpu-amd-epyc":
         "every zoo model under every protocol, several minutes on 2 cores; it takes no option that makes it smaller",
 }

@@ -51,6 +51,10 @@ def measure() -> None:
         if done.returncode != 0:
             sys.exit(f"the run failed (exit {done.returncode}): nothing written")
         text = (Path(tmp) / "run" / "results.jsonl").read_text(encoding="utf-8")
+        # lanes store records as they finish; compare renders them in the order asked for, and so does this
+        asked = RUN[RUN.index("--models") + 1:RUN.index("--image-sizes")]
+        text = "".join(sorted(text.splitlines(keepends=True),
+                              key=lambda line: asked.index(json.loads(line)["settings"]["model"])))
         leaked = [p for p in machine_paths(Path(tmp)) if p in text]
         if leaked:
             sys.exit(f"the run's records hold a path of this machine ({leaked[0]}): nothing written")
