@@ -11,8 +11,8 @@ from rich.console import Console
 
 from wavemix_profile.allocator import Allocator, AllocatorOutOfMemory
 from wavemix_profile.commands.max_batch import max_batch_table
-from wavemix_profile.cuda_overheads import (BASES, CONTEXT, GENERATIONS, MIB, ROWS, STEP_KERNELS, band,
-                                            find_generation, overheads_for, with_device_band)
+from wavemix_profile.cuda_overheads import (BASES, CONTEXT, GENERATIONS, LIBRARIES, MEASURED_OUTSIDE, MIB, ROWS,
+                                            STEP_KERNELS, band, find_generation, overheads_for, with_device_band)
 from wavemix_profile.errors import BadInputError
 from wavemix_profile.gpus import CARDS
 from wavemix_profile.measure import measure, validate
@@ -40,7 +40,25 @@ def test_every_figure_of_every_row_has_a_source(row):
         if figure.basis == "assumption":  # an assumption says why it is one
             assert figure.source.startswith("no ") or " no " in figure.source, (what, figure.source)
         else:  # anything else says where it was measured, documented or coded
-            assert "https://" in figure.source or ".cpp" in figure.source, (what, figure.source)
+            assert any(w in figure.source for w in ("https://", ".cpp", "reports/")), (what, figure.source)
+
+
+def test_each_measured_figure_is_the_largest_its_validation_saw():
+    # the figure cites a committed report; it must be what that report's records give, rounded up to a MiB
+    for (generation, major, loading), figure in MEASURED_OUTSIDE.items():
+        (path,) = [word.rstrip(".,;") for word in figure.source.split() if word.startswith("reports/")]
+        outside = []
+        for line in (HERE.parent / path).read_text().splitlines():
+            record = json.loads(line)
+            memory, env = record["memory"], record["environment"]
+            if memory is None or memory["method"] != "cuda-allocator":
+                continue
+            assert find_generation(env["device_name"]).name == generation
+            assert int(env["cuda_version"].split(".")[0]) == major
+            outside += [memory[f"nvml_peak_{mode}_bytes"] - memory[f"reserved_{mode}_bytes"]
+                        for mode in ("train", "infer") if memory[f"nvml_peak_{mode}_bytes"] is not None]
+        assert len(outside) >= 20, path
+        assert figure.bytes == -(-max(outside) // MIB) * MIB, (figure.bytes, max(outside))
 
 
 def test_rows_cover_each_generation_and_cuda_version_it_builds_for_once():
@@ -58,9 +76,11 @@ def test_hand_checked_figures():
     # Two 8.125 MiB workspaces share the 20 MiB segment the allocator opens for the first; 32 MiB ones get their own.
     assert volta.workspace_bytes("train") == volta.workspace_bytes("infer") == 20 * MIB
     assert (hopper.workspace_bytes("train"), hopper.workspace_bytes("infer")) == (64 * MIB, 32 * MIB)
-    # context 426 MiB (measured), kernels 666,632,192 - 287,047,680 B (bound), libraries 256 MiB (assumed)
-    assert hopper.outside_allocator_bytes == 426 * MIB + 379_584_512 + 256 * MIB
-    assert hopper.fixed_bytes("train") == 426 * MIB + 379_584_512 + 256 * MIB + 64 * MIB
+    # context 426 MiB (measured), kernels 666,632,192 - 287,047,680 B (bound), libraries what the H200's
+    # 1,394 MiB (measured) leaves: the Hopper CUDA 13 row adds up to the measurement
+    assert LIBRARIES.bytes == 1394 * MIB - 426 * MIB - 379_584_512
+    assert hopper.outside_allocator_bytes == 1394 * MIB
+    assert hopper.fixed_bytes("train") == 1394 * MIB + 64 * MIB
     assert STEP_KERNELS["eager"].bytes == 0 and CONTEXT[(11, "eager")].bytes == 1687 * MIB
 
 
@@ -257,15 +277,24 @@ def test_the_readme_holds_the_table_as_the_module_renders_it():
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("name", ["ResNet-18", "WaveMix-128/7"])
-def test_on_a_gpu_the_upper_end_covers_what_nvidia_smi_shows(name):
+def test_on_a_gpu_the_upper_end_is_what_nvidia_smi_shows(name):
     gpu = torch.cuda.get_device_name(0)
     if find_generation(gpu) is None:
         pytest.skip(f"{gpu} is not in the overhead table")
     common = dict(model=name, image_size=32, batch_size=64, skip=("flops", "max-batch", "throughput"))
     measured = measure(Settings(device="cuda", **common)).memory
-    predicted = measure(Settings(device="cpu", target_gpu=gpu, **common)).memory
+    predicted = measure(Settings(device="cpu", target_gpu=gpu, target_cuda=torch.version.cuda, **common)).memory
     if measured.nvml_peak_train_bytes is None:
         pytest.skip("NVML cannot read this device's used memory")
     assert "unknown GPU" not in predicted.overhead_source
-    assert predicted.predicted_device_train_bytes >= measured.nvml_peak_train_bytes
-    assert predicted.predicted_device_infer_bytes >= measured.nvml_peak_infer_bytes
+    row = overheads_for(gpu, cuda_version=torch.version.cuda).row
+    for mode in ("train", "infer"):
+        shown = getattr(measured, f"nvml_peak_{mode}_bytes")
+        outside = shown - getattr(measured, f"reserved_{mode}_bytes")
+        upper = getattr(predicted, f"predicted_device_{mode}_bytes")
+        print(f"{name} {mode}: nvidia-smi {shown / MIB:.0f} MiB, upper end {upper / MIB:.0f} MiB; outside the "
+              f"allocator {outside / MIB:.0f} MiB, the row's {row.outside_allocator_bytes / MIB:.0f} MiB")
+        # the row covers what lives outside the allocator; the whole is off by the allocator model's error
+        # (on an H200 with the figures of its first validation: 12 to 15 MiB under, at 32 px)
+        assert row.outside_allocator_bytes >= outside
+        assert abs(upper - shown) <= 0.05 * shown

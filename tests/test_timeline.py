@@ -132,8 +132,11 @@ def test_cuda_timeline_and_snapshot(tmp_path):
                                        model_name="two Linear", device_name=torch.cuda.get_device_name())
     # the tracker counts storages, the allocator 512-byte blocks plus what it makes outside tensors
     # (GradScaler's scalars, cuBLAS workspaces): the allocator's peak is above, and close for this model
+    # (two 32 MiB workspaces on an H200: 65 MiB above the tracker there, the first validation)
+    from wavemix_profile.cuda_overheads import overheads_for
+    row = overheads_for(torch.cuda.get_device_name(), cuda_version=torch.version.cuda).row
     assert timeline.allocator_peak_bytes >= timeline.peak_bytes
-    assert timeline.allocator_peak_bytes - timeline.peak_bytes < 64 * 2**20
+    assert timeline.allocator_peak_bytes - timeline.peak_bytes < row.workspace_bytes("train") + 4 * 2**20
     assert {"segments", "device_traces"} <= set(snapshot)
     path = tmp_path / "snapshot.pickle"
     path.write_bytes(pickle.dumps(snapshot))

@@ -107,3 +107,33 @@ def test_contradictions_name_each_reversed_wavemix_pair_and_nothing_else():
     assert found == [
         "Table 1, GPU memory @ batch 64 at 32 px: the paper has WaveMix-128/7 better than ResNet-18 (1.2 vs 2.4); "
         "measured, it is the other way round (1.5 vs 1 GiB)."]
+
+
+def test_a_stored_error_is_measured_again_and_its_checks_follow_the_new_answer(tmp_path):
+    # The first GPU validation stored every compare record with a max-batch error (a tool bug); the
+    # next call must redo them, and the checks of the failed answers with them.
+    from dataclasses import replace
+
+    from wavemix_profile.measure import error_result
+    from wavemix_profile.results import MaxBatchResult
+    from wavemix_profile.store import Store
+    from wavemix_profile.validation.checks import check_found, write_checks
+    from wavemix_profile.validation.plan import STAGES, Plan, compare_requests
+    from wavemix_profile.validation.run import left
+
+    plan = Plan(device="cpu", device_bytes=2**30, out=tmp_path, slug="rehearsal-cpu", rehearse=True)
+    compare, checks = STAGES[0], STAGES[1]
+    first = compare_requests(plan)[0]
+    failed = error_result(first, "max-batch (train): ValueError: Expected a torch.device with a specified index")
+    Store(plan.store("compare")).append(failed)
+    assert left(plan, compare) == compare_requests(plan)
+    write_checks(plan.store("max-batch-checks"), [check_found(failed, "train"), check_found(failed, "infer")])
+    assert [(m, mode) for m, mode in left(plan, checks) if m == first.model] == []  # checked: found nothing
+
+    answer = MaxBatchResult(mode="train", max_batch=96, budget_bytes=2**30, predicted=True, method="test",
+                            probes=(), search_s=0.0)
+    Store(plan.store("compare")).append(replace(failed, error=None, max_batch_train=answer,
+                                                max_batch_infer=replace(answer, mode="infer")))
+    assert left(plan, compare) == compare_requests(plan)[1:]
+    assert [(m, mode) for m, mode in left(plan, checks) if m == first.model] == [(first.model, "train"),
+                                                                                 (first.model, "infer")]

@@ -184,7 +184,7 @@ def _cuda_search(build, config: StepConfig, settings: Settings, mode: str, on_pr
         step.model.to("cpu")  # hand the device back clean for the next measurement
         step.optimizer.state.clear()
         release_cuda_memory()
-        torch.cuda.set_per_process_memory_fraction(1.0, device)
+        torch.cuda.set_per_process_memory_fraction(1.0, cuda_index(device))
     return _result(mode, search, budget, began=began, refused=refused,
                    method_prefix="cuda" + (" emulated budget" if emulated else ""))
 
@@ -195,6 +195,12 @@ def cuda_context_bytes(device: torch.device) -> int:
     torch.cuda.init()
     free, total = torch.cuda.mem_get_info(device)
     return max(0, (total - free) - torch.cuda.memory_reserved(device))
+
+
+def cuda_index(device: torch.device) -> int:
+    """The ordinal of a CUDA device: "cuda" alone means the current one. Some calls
+    (set_per_process_memory_fraction) refuse a device without an index."""
+    return device.index if device.index is not None else torch.cuda.current_device()
 
 
 def emulate_budget(device: torch.device, budget: int) -> int:
@@ -208,7 +214,7 @@ def emulate_budget(device: torch.device, budget: int) -> int:
     if usable <= 0:
         raise ValueError(f"memory budget {budget / 2**30:.2f} GiB is smaller than the CUDA context "
                          f"({context / 2**30:.2f} GiB)")
-    torch.cuda.set_per_process_memory_fraction(min(1.0, usable / total), device)
+    torch.cuda.set_per_process_memory_fraction(min(1.0, usable / total), cuda_index(device))
     return usable
 
 

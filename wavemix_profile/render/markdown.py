@@ -188,8 +188,10 @@ def render_markdown(results: Sequence[Result], *, command: Optional[str] = None,
 def render_overhead_figures() -> str:
     """The figures of cuda_overheads.py as one Markdown table (the README's): each overhead once,
     where it applies, its size, what it rests on and its source."""
-    from ..cuda_overheads import CONTEXT, GENERATIONS, LIBRARIES, STEP_KERNELS, cublas_workspace
-    rows = [("CUDA context", f"CUDA {major}, {loading} loading", figure) for (major, loading), figure in CONTEXT.items()]
+    from ..cuda_overheads import CONTEXT, GENERATIONS, LIBRARIES, MEASURED_OUTSIDE, STEP_KERNELS, cublas_workspace
+    rows = [("outside the allocator, all of it", f"{gen}, CUDA {major}, {loading} loading", figure)
+            for (gen, major, loading), figure in MEASURED_OUTSIDE.items()]
+    rows += [("CUDA context", f"CUDA {major}, {loading} loading", figure) for (major, loading), figure in CONTEXT.items()]
     rows += [("kernels loaded during the step", f"{loading} loading", figure) for loading, figure in STEP_KERNELS.items()]
     rows += [("cuDNN and cuBLAS handles", "every row", LIBRARIES)]
     workspaces: dict[int, tuple] = {}  # one row per size, naming the generations that have it

@@ -3,6 +3,11 @@
 A unit of work (one model's measurements, one check, one repeatability try) starts only when the
 time left covers its expected time, so a device call ends cleanly before its own limit and says
 what is left; the next call continues from there.
+
+A stored error is not done: the next call measures it again (the store keeps both records, the
+later one counts), since an error is the tool failing, fixed since or passing: a model that cannot
+train within the budget is a max batch of 0, not an error. A check is done while the compare
+stage's max batch it rechecked is still the current one.
 """
 from __future__ import annotations
 
@@ -28,6 +33,20 @@ def _request_stage(plan: Plan, name: str) -> list[Settings]:
             "cpu-estimates": cpu_estimate_requests}[name](plan)
 
 
+def _ok(path: Path) -> dict[str, Result]:
+    """The latest record of each request, where it has no error."""
+    return {key: r for key, r in _latest(path).items() if r.ok}
+
+
+def _found(plan: Plan, model: str, mode: str) -> Optional[int]:
+    """The compare stage's max batch for `mode`, 0 where it found none, None before it ran."""
+    result = _compare_result(plan, model)
+    if result is None:
+        return None
+    found = result.max_batch_train if mode == "train" else result.max_batch_infer
+    return found.max_batch if result.ok and found is not None else 0
+
+
 def _compare_result(plan: Plan, model: str) -> Optional[Result]:
     wanted = plan.base(model, check_size(plan)).key()
     return _latest(plan.store("compare")).get(wanted)
@@ -43,14 +62,19 @@ def _worst_cv(result: Result) -> float:
 def left(plan: Plan, stage: Stage) -> list:
     """What the stage still has to do: requests (or check and repeat items), in order."""
     if stage.name in ("compare", "whole-device", "cpu-estimates"):
-        done = _latest(plan.store(stage.name))
+        done = _ok(plan.store(stage.name))
         return [s for s in _request_stage(plan, stage.name) if s.key() not in done]
     if stage.name == "max-batch-checks":
-        done = {r.key() for r in read_checks(plan.store(stage.name))}
-        return [(m, mode) for m in plan.check_models for mode in ("train", "infer")
-                if (m, check_size(plan), mode) not in done]
+        checked = {r.key(): r.found for r in read_checks(plan.store(stage.name))}
+        todo = []
+        for m in plan.check_models:
+            for mode in ("train", "infer"):
+                found = _found(plan, m, mode)
+                if found is None or checked.get((m, check_size(plan), mode)) != found:
+                    todo.append((m, mode))
+        return todo
     if stage.name == "repeatability":
-        done = _latest(plan.store(stage.name))
+        done = _ok(plan.store(stage.name))
         todo = []
         for model in plan.repeat_models:
             first = done.get(repeat_request(plan, model, 0).key())
@@ -90,8 +114,7 @@ def _run_requests(plan: Plan, stage: Stage, time_for, say: Say) -> bool:
                 say(f"  {stage.name}: {result.model_name} @ {settings.image_size} px on {settings.device}: "
                     f"{outcome} ({result.wall_s:.0f} s)")
 
-        # a stored error is a finding here (a model that cannot train at 64 px within 16 GiB, say)
-        run_all(group, store, resume=True, keep_errors=True, on_done=done)
+        run_all(group, store, resume=True, on_done=done)
     return True
 
 
@@ -121,7 +144,7 @@ def _run_repeats(plan: Plan, stage: Stage, time_for, say: Say) -> bool:
         if not time_for():
             return False
         model, attempt = todo[0]
-        (result,) = run_all([repeat_request(plan, model, attempt)], store, resume=True, keep_errors=True)
+        (result,) = run_all([repeat_request(plan, model, attempt)], store, resume=True)
         say(f"  {stage.name}: {model} try {attempt + 1}: worst CV "
             + (f"{_worst_cv(result):.1%}" if result.ok else f"error: {result.error}"))
 
