@@ -174,7 +174,7 @@ class ThroughputResult:
     batch_size: int             # images per timed call
     timer: str                  # "cuda-events" or "wall-clock"
     threads: int                # torch's CPU threads while timing
-    iterations: int             # calls per timed block (the calibrated count when min_block_s is set)
+    iterations: int             # calls per timed block asked for (with min_block_s: *_block_iterations)
     repeats: int                # timed blocks per mode
     train_images_per_s: Optional[float]   # training steps: the median over the timed blocks
     infer_images_per_s: Optional[float]   # inference passes: the median over the timed blocks
