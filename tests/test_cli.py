@@ -79,7 +79,8 @@ def test_compare_end_to_end_writes_every_file_then_resume_skips(tmp_path):
     assert wm["memory"]["method"] == "cpu-estimate" and wm["max_batch_train"]["predicted"] is True
     assert wm["max_batch_train"]["budget_bytes"] == 16 * 2**30
     rows = list(csv.DictReader(open(out / "results.csv")))
-    assert rows[0]["model"] == "WaveMix-16/5" and int(rows[0]["max_batch_train"]) == wm["max_batch_train"]["max_batch"]
+    assert rows[0]["model_name"] == "WaveMix-16/5"
+    assert int(rows[0]["max_batch_train.max_batch"]) == wm["max_batch_train"]["max_batch"]
     assert "WaveMix-16/5" in run.stdout and "(pred.)" in (out / "report.md").read_text()
 
     again = cli(*args, "--resume")
@@ -112,9 +113,9 @@ def test_report_merges_stores_from_two_devices(tmp_path):
               "--out", str(out), columns=250)
     assert run.returncode == 0, run.stderr
     rows = list(csv.DictReader(open(out / "results.csv")))
-    assert [(r["model"], r["device_name"]) for r in rows] == [("tiny_cnn", "CPU: simulated host A"),
-                                                              ("tiny_cnn", "CPU: simulated host B")]
-    rates = [float(r["train_images_per_s"]) for r in rows]
+    assert [(r["model_name"], r["environment.device_name"]) for r in rows] == [("tiny_cnn", "CPU: simulated host A"),
+                                                                               ("tiny_cnn", "CPU: simulated host B")]
+    rates = [float(r["throughput.train_images_per_s"]) for r in rows]
     assert rates == [a[0]["throughput"]["train_images_per_s"], b[0]["throughput"]["train_images_per_s"]]
     assert rates[1] == 2 * rates[0] > 0
 
@@ -200,7 +201,7 @@ def test_a_budget_past_the_search_limit_is_marked_capped_everywhere(tmp_path):
     assert run.returncode == 0, run.stderr
     rows = list(csv.DictReader(open(out / "results.csv")))
     assert len(rows) == 1, "a repeated image size is measured once"
-    assert rows[0]["max_batch_train"] == "1000000" and rows[0]["max_batch_train_capped"] == "True"
+    assert rows[0]["max_batch_train.max_batch"] == "1000000" and rows[0]["max_batch_train.capped"] == "True"
     assert "│ 1000000 (pred., cap) │" in run.stdout
     assert "(pred., cap)" in (out / "report.md").read_text()
     alone = cli("max-batch", "python:factories:tiny_cnn", "--image-size", "8", "--mode", "infer", *huge)
@@ -251,7 +252,7 @@ def test_resume_measures_a_killed_model_again_and_reports_show_one_answer(tmp_pa
     assert both.returncode == 1, "a requested measurement failed"
     assert both.stderr.strip().endswith("1 of 2 measurements failed: dies_first_time @ 16 px")
     assert "| results (failed) | 2 (1) |" in (out / "report.md").read_text()
-    rows = {r["model"]: r for r in csv.DictReader(open(out / "results.csv"))}
+    rows = {r["model_name"]: r for r in csv.DictReader(open(out / "results.csv"))}
     assert "killed by SIGKILL" in rows["dies_first_time"]["error"] and rows["tiny_cnn"]["error"] == ""
     assert cli(*args, "--resume", "--keep-errors").returncode == 1
     assert len((out / "results.jsonl").read_text().splitlines()) == 2, "--keep-errors keeps the error"

@@ -142,23 +142,23 @@ def test_golden_report_values_checked_by_hand(golden_run):
     assert table5["train: paper (images/s)"] == "1571"
     assert table5["train: ours/paper"] == f"{resnet.throughput.train_images_per_s / 1571:.2f}"
     # CSV: one row per record, MACs as integers
-    csv_resnet = next(r for r in rows if r["model"] == "ResNet-18")
-    assert int(csv_resnet["forward_macs_per_image"]) == RESNET18_MACS and len(rows) == 2
+    csv_resnet = next(r for r in rows if r["model_name"] == "ResNet-18")
+    assert int(csv_resnet["flops.forward_macs_per_image"]) == RESNET18_MACS and len(rows) == 2
 
 
 def test_csv_has_one_flat_row_per_result_with_empty_missing_cells(results):
     rows = list(csv.DictReader(io.StringIO(render_csv(results))))
     assert len(rows) == len(results) and tuple(rows[0]) == COLUMNS
     for row, result in zip(rows, results):
-        assert row["model"] == result.model_name and int(row["image_size"]) == result.settings.image_size
+        assert row["model_name"] == result.model_name and int(row["settings.image_size"]) == result.settings.image_size
     skipped = rows[results.index(find(results, "ResNet-18", 64))]
-    assert skipped["max_batch_train"] == "" and skipped["max_batch_train_predicted"] == ""
+    assert skipped["max_batch_train.max_batch"] == "" and skipped["max_batch_train.predicted"] == ""
     failed = rows[results.index(find(results, "CCT-128/4x4", 64))]
     assert failed["error"].startswith("OutOfMemoryError") and failed["params_total"] == ""
     cpu = rows[results.index(find(results, "WaveMix-128/7", 32, CPU))]
-    assert cpu["memory_method"] == "cpu-estimate" and cpu["max_batch_train_predicted"] == "True"
-    assert int(cpu["peak_train_bytes"]) == find(results, "WaveMix-128/7", 32, CPU).memory.peak_train_bytes
-    assert float(cpu["train_images_per_s"]) == 38.46 and cpu["throughput_batch_size"] == "8"
+    assert cpu["memory.method"] == "cpu-estimate" and cpu["max_batch_train.predicted"] == "True"
+    assert int(cpu["memory.peak_train_bytes"]) == find(results, "WaveMix-128/7", 32, CPU).memory.peak_train_bytes
+    assert float(cpu["throughput.train_images_per_s"]) == 38.46 and cpu["throughput.batch_size"] == "8"
 
 
 # --- paper comparison ---------------------------------------------------------------------------
@@ -335,14 +335,15 @@ def test_csv_carries_mfu_and_energy_with_units_in_the_names(results):
     rows = list(csv.DictReader(io.StringIO(render_csv(results))))
     gpu = rows[results.index(find(results, "WaveMix-128/7", 64))]
     timing = find(results, "WaveMix-128/7", 64).throughput
-    assert float(gpu["train_mfu"]) == timing.train_mfu and float(gpu["infer_mfu"]) == timing.infer_mfu
-    assert float(gpu["train_joules_per_image"]) == pytest.approx(412.0 / 2131.1)
-    assert float(gpu["train_images_per_joule"]) == pytest.approx(2131.1 / 412.0)
-    assert (gpu["train_watts"], gpu["infer_watts"], gpu["energy_source"]) == ("412.0", "287.0", "nvml")
-    assert int(gpu["nvml_peak_train_bytes"]) == find(results, "WaveMix-128/7", 64).memory.nvml_peak_train_bytes
+    assert float(gpu["throughput.train_mfu"]) == timing.train_mfu
+    assert float(gpu["throughput.infer_mfu"]) == timing.infer_mfu
+    assert float(gpu["throughput.train_joules_per_image"]) == pytest.approx(412.0 / 2131.1)
+    assert (gpu["throughput.train_watts"], gpu["throughput.infer_watts"], gpu["throughput.energy_source"]) == \
+        ("412.0", "287.0", "nvml")
+    assert int(gpu["memory.nvml_peak_train_bytes"]) == find(results, "WaveMix-128/7", 64).memory.nvml_peak_train_bytes
     cpu = rows[results.index(find(results, "WaveMix-128/7", 32, CPU))]
-    assert cpu["train_mfu"] == cpu["train_images_per_joule"] == cpu["energy_source"] == ""
-    assert cpu["energy_note"].startswith("no RAPL energy counters")
+    assert all(cpu[f"throughput.{name}"] == "" for name in ("train_mfu", "train_joules_per_image", "energy_source"))
+    assert cpu["throughput.energy_note"].startswith("no RAPL energy counters")
 
 
 def test_records_written_before_mfu_and_energy_still_read_and_render():

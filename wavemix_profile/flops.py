@@ -40,6 +40,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten, tree_map
 from torch.utils.flop_counter import FlopCounterMode
 
+from .fake_log import quiet_fake_errors
+
 aten = torch.ops.aten
 
 FLOPS_PER_MAC = 2
@@ -365,8 +367,9 @@ def _fake_tallies(model: nn.Module, inputs: torch.Tensor, train: bool) -> Option
     from torch._subclasses.fake_tensor import FakeTensorMode
     try:
         mode = FakeTensorMode(allow_non_fake_inputs=True)  # tensors kept as plain attributes join in
-        fake_model, fake_inputs = _fake_copy(model, inputs, mode)
-        with mode:
+        with quiet_fake_errors():
+            fake_model, fake_inputs = _fake_copy(model, inputs, mode)
+        with quiet_fake_errors(), mode:
             return _tallies(fake_model, fake_inputs, train)
     except Exception:  # noqa: BLE001 - the count on real tensors says what is wrong, if anything is
         return None

@@ -38,6 +38,7 @@ from torch.utils._pytree import tree_flatten
 from .allocator import Alloc, Event, Free
 from .autocast_policy import cuda_autocast_policy
 from .extrapolation import RecordedStep, RecordedUpdate, StepLine
+from .fake_log import quiet_fake_errors
 from .reserved import StepRecording, StepReplay, replay_of
 from .results import MemoryResult, Settings
 from .sampling import PeakSampler
@@ -147,14 +148,14 @@ class CpuEstimator:
     def __init__(self, build: Callable[[], nn.Module], config: StepConfig, *, replay_updates: bool = True):
         from torch._subclasses.fake_tensor import FakeTensorMode
         self._mode = FakeTensorMode(allow_non_fake_inputs=True)
-        with self._mode:
+        with quiet_fake_errors(), self._mode:
             try:
                 model = build()
-            except Exception:  # an initialiser that reads values (trunc_normal_) cannot run on fakes
-                model = None
+            except Exception:  # an initialiser that reads values (trunc_normal_), or a model instance's
+                model = None   # copy (sources.local_source), cannot run on fakes
         if model is None:
             model = _as_fake(build(), self._mode)
-        with self._mode:
+        with quiet_fake_errors(), self._mode:
             self.step = TrainStep(model, config)
         self.params_bytes = param_bytes(self.step.model)
         self.grads_bytes = sum(p.numel() * p.element_size() for p in self.step.model.parameters() if p.requires_grad)
@@ -214,7 +215,7 @@ class CpuEstimator:
         step creates and releases are recorded there."""
         rec = recording
         trace = None if rec is None else rec.step
-        with self._mode, cuda_autocast_policy():
+        with quiet_fake_errors(), self._mode, cuda_autocast_policy():
             with contextlib.nullcontext() if rec is None else LiveStorageTracker(trace=rec.batch):
                 x, y = self.step.batch(batch, image_size)
             if rec is not None:

@@ -26,6 +26,7 @@ import torch
 import torch.nn as nn
 
 from .allocator import Alloc
+from .fake_log import quiet_fake_errors
 from .memory import CpuEstimator, LiveStorageTracker
 from .timeline import CATEGORIES, PHASES, MemoryTimeline, ModuleShare, PhaseSpan
 from .training import StepConfig, TrainStep, optimizer_state_bytes, param_bytes
@@ -219,7 +220,7 @@ def cpu_timeline(build: Callable[[], nn.Module], config: StepConfig, *, batch: i
     from .autocast_policy import cuda_autocast_policy
     estimator = CpuEstimator(build, config)
     estimator.peak("train", batch=batch, image_size=image_size)  # the warm-up step: Adam's state exists
-    with estimator._mode, cuda_autocast_policy():
+    with quiet_fake_errors(), estimator._mode, cuda_autocast_policy():
         x, y = estimator.step.batch(batch, image_size)
         return tracked_step(estimator.step, x, y, model_name=model_name, image_size=image_size,
                             method="cpu-estimate", device_name=device_name, depth=depth)

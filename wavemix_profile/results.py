@@ -41,16 +41,16 @@ class Settings:
     batch_size: int = 64        # images per step for memory (and throughput unless set below)
     device: str = "cpu"         # "cpu", "cuda" or "cuda:N"
     amp: str = "fp16"           # autocast precision of the training step: "fp16", "bf16" or "off"
-    channels_last: bool = False
-    compile: bool = False
-    num_classes: int = 100
+    channels_last: bool = False  # model and inputs in channels-last memory format
+    compile: bool = False       # the model run through torch.compile
+    num_classes: int = 100      # classifier outputs of the model
     throughput_batch_size: Optional[int] = None   # None: batch_size
-    warmup_steps: int = 2
-    timed_iterations: int = 10
-    repeats: int = 3
+    warmup_steps: int = 2       # untimed steps before the timed blocks (and before measuring memory on CUDA)
+    timed_iterations: int = 10  # calls per timed block, unless min_block_s is set
+    repeats: int = 3            # timed blocks per mode
     memory_budget_bytes: Optional[int] = None     # max-batch budget; None: the whole device
-    multiple_of: int = 1
-    max_batch_modes: tuple[str, ...] = ("train", "infer")
+    multiple_of: int = 1        # the max batch is a multiple of this
+    max_batch_modes: tuple[str, ...] = ("train", "infer")   # which max-batch searches run
     skip: tuple[str, ...] = ()  # subset of MEASUREMENTS
     # The GPU a CPU prediction is for (cuda_overheads.find_generation: a name, generation or sm);
     # None: the most conservative row. CPU only: on CUDA the device itself is measured.
@@ -88,17 +88,17 @@ class Settings:
 class Environment:
     """Where a result came from."""
 
-    device_name: str
-    device_memory_bytes: Optional[int]
-    driver_version: Optional[str]
-    cuda_version: Optional[str]
-    torch_version: str
-    torchvision_version: Optional[str]
-    python_version: str
-    platform: str
-    cpu_threads: int
-    cudnn_benchmark: Optional[bool]
-    tf32_matmul: Optional[bool]
+    device_name: str                    # the GPU's name as torch reports it, or "CPU: " and the CPU's model
+    device_memory_bytes: Optional[int]  # the GPU's total memory; None on the CPU
+    driver_version: Optional[str]       # the NVIDIA driver's; None on the CPU
+    cuda_version: Optional[str]         # the CUDA version torch was built with; None for a CPU-only torch
+    torch_version: str                  # torch.__version__
+    torchvision_version: Optional[str]  # None where torchvision is not installed
+    python_version: str                 # the Python version (3.11.9)
+    platform: str                       # the operating system (platform.platform())
+    cpu_threads: int                    # torch's CPU threads in the measuring process
+    cudnn_benchmark: Optional[bool]     # torch.backends.cudnn.benchmark on CUDA; None on the CPU
+    tf32_matmul: Optional[bool]         # TF32 matmuls allowed on CUDA; None on the CPU
     # The machine's host name: two machines with one GPU model are two devices. None in older records.
     host: Optional[str] = None
 
@@ -107,18 +107,21 @@ class Environment:
 class FlopsResult:
     """Per-image operation counts. One MAC (multiply-add) = 2 FLOPs."""
 
+    # Multiply-adds of matmul, conv and attention ops (FFTs at half their FLOPs) in one forward pass
     forward_macs_per_image: int
-    forward_flops_per_image: int
-    train_step_flops_per_image: int
-    uncounted_ops: tuple[str, ...]
+    forward_flops_per_image: int        # the same work in FLOPs: 2 per MAC (FFTs at 5 N log2 N)
+    train_step_flops_per_image: int     # forward and backward of a scalar loss, the same convention
+    uncounted_ops: tuple[str, ...]      # aten ops that ran with no formula ("aten.name"): reported, never zero
+    # fvcore's FlopCountAnalysis in eval mode (its "flop" is one MAC; it also counts norms and adaptive
+    # pooling), for comparison; None where fvcore is missing or failed
     fvcore_macs_per_image: Optional[int]
-    fvcore_unsupported_ops: tuple[str, ...]
-    convention: str
+    fvcore_unsupported_ops: tuple[str, ...]   # ops fvcore skipped, as "aten::name xCALLS"
+    convention: str                     # the counting convention, in words
     # 1 FLOP per element of elementwise, norm, reduction and pooling ops: kept apart from the
     # MAC/FLOP figures above, which count multiply-adds only, as torch, fvcore and papers do.
     forward_elementwise_flops_per_image: Optional[int] = None
     train_step_elementwise_flops_per_image: Optional[int] = None
-    fvcore_error: Optional[str] = None
+    fvcore_error: Optional[str] = None   # why fvcore's count failed, one line
 
 
 @dataclass(frozen=True)
@@ -133,10 +136,10 @@ class MemoryResult:
     (live tensor storage tracked during the same step on the CPU: an estimate, not GPU memory).
     """
 
-    method: str
-    batch_size: int
-    peak_train_bytes: int
-    peak_infer_bytes: int
+    method: str                 # "cuda-allocator" (measured on the GPU) or "cpu-estimate" (tensors tracked on the CPU)
+    batch_size: int             # images per step the peaks are for
+    peak_train_bytes: int       # the most tensors held during one training step (allocated)
+    peak_infer_bytes: int       # the same for one inference pass
     # The CUDA caching allocator's max_memory_reserved: measured, or for a cpu-estimate predicted by
     # replaying the estimate's allocations through a model of the allocator (reserved.py)
     reserved_train_bytes: Optional[int] = None
@@ -145,9 +148,9 @@ class MemoryResult:
     # written before the NVML sampler hold. Newer records leave these None and fill the peaks below.
     nvml_train_bytes: Optional[int] = None
     nvml_infer_bytes: Optional[int] = None
-    params_bytes: Optional[int] = None
-    grads_bytes: Optional[int] = None
-    optimizer_state_bytes: Optional[int] = None
+    params_bytes: Optional[int] = None           # the model's parameters and buffers
+    grads_bytes: Optional[int] = None            # gradients of the trainable parameters
+    optimizer_state_bytes: Optional[int] = None  # the optimizer's state (Adam: two tensors per parameter)
     activations_train_bytes: Optional[int] = None  # peak minus params, grads and optimizer state
     # The most device-level used memory NVML reported, sampled about every 10 ms during the step.
     nvml_peak_train_bytes: Optional[int] = None
@@ -168,17 +171,17 @@ class MemoryResult:
 class ThroughputResult:
     """Images per second: median over repeats of timed iterations after warm-up."""
 
-    batch_size: int
+    batch_size: int             # images per timed call
     timer: str                  # "cuda-events" or "wall-clock"
-    threads: int
-    iterations: int
-    repeats: int
-    train_images_per_s: Optional[float]
-    infer_images_per_s: Optional[float]
-    train_cv: Optional[float]   # coefficient of variation of images/s across repeats
-    infer_cv: Optional[float]
+    threads: int                # torch's CPU threads while timing
+    iterations: int             # calls per timed block asked for (with min_block_s: *_block_iterations)
+    repeats: int                # timed blocks per mode
+    train_images_per_s: Optional[float]   # training steps: the median over the timed blocks
+    infer_images_per_s: Optional[float]   # inference passes: the median over the timed blocks
+    train_cv: Optional[float]   # coefficient of variation of training images/s across the timed blocks
+    infer_cv: Optional[float]   # the same for inference
     train_mfu: Optional[float] = None   # achieved FLOP/s / device peak for the precision used (fraction, not %)
-    infer_mfu: Optional[float] = None
+    infer_mfu: Optional[float] = None   # the same for inference; None on a device without a known peak
     precision: str = ""         # autocast dtype actually timed ("fp16", "bf16", "fp32")
     # Energy over the timed blocks (energy.py): joules per timed image, and average watts over the
     # summed block time. None where no counter could be read; energy_note then says why.
@@ -210,10 +213,10 @@ class ProbeRecord:
     """One probe of the search: `peak_bytes` is what tensors held (measured, or the CPU estimate);
     for a prediction, `device_bytes` is the band's upper end the probe was judged by."""
 
-    batch: int
-    fits: bool
-    peak_bytes: Optional[int] = None
-    device_bytes: Optional[int] = None
+    batch: int                  # images tried
+    fits: bool                  # whether the step ran within the budget
+    peak_bytes: Optional[int] = None     # the tensors' peak at this batch
+    device_bytes: Optional[int] = None   # a prediction's upper end at this batch
 
 
 @dataclass(frozen=True)
@@ -221,13 +224,13 @@ class MaxBatchResult:
     """The largest batch that fits a memory budget, for training or inference."""
 
     mode: str                   # "train" or "infer"
-    max_batch: int
-    budget_bytes: int
+    max_batch: int              # the largest batch that fits the budget
+    budget_bytes: int           # the memory budget searched under
     predicted: bool             # True: predicted from CPU estimates, not found on a GPU
-    method: str
-    probes: tuple[ProbeRecord, ...]
-    search_s: float
-    capped: bool = False
+    method: str                 # how the answer was found: measured or estimated, and the search
+    probes: tuple[ProbeRecord, ...]   # every batch tried, in order
+    search_s: float             # seconds the search took
+    capped: bool = False        # the search stopped at its limit and that batch still fitted
     predicted_peak_bytes: Optional[int] = None    # tensors (allocated) at the predicted answer
     # A prediction fits when the band's upper end (what nvidia-smi would show) is within the budget:
     # that end at the answer, and the overhead row it used (cuda_overheads.Overheads.describe).
@@ -239,21 +242,21 @@ class MaxBatchResult:
 class Result:
     """One model at one image size under one set of settings."""
 
-    settings: Settings
-    model_name: str                      # display name
-    family: Optional[str]
-    environment: Optional[Environment]
-    params_total: Optional[int] = None
-    params_trainable: Optional[int] = None
-    flops: Optional[FlopsResult] = None
-    memory: Optional[MemoryResult] = None
-    throughput: Optional[ThroughputResult] = None
-    max_batch_train: Optional[MaxBatchResult] = None
-    max_batch_infer: Optional[MaxBatchResult] = None
+    settings: Settings                   # what was asked for
+    model_name: str                      # display name: the paper's notation for the zoo, else the spec's
+    family: Optional[str]                # the zoo's architecture family ("WaveMix"); None outside the zoo
+    environment: Optional[Environment]   # where it was measured; None for a request that failed before
+    params_total: Optional[int] = None   # parameters of the model
+    params_trainable: Optional[int] = None   # parameters with requires_grad
+    flops: Optional[FlopsResult] = None      # operation counts; None where skipped or failed, as below
+    memory: Optional[MemoryResult] = None    # peak memory of a training step and of inference
+    throughput: Optional[ThroughputResult] = None   # images/s, MFU and energy
+    max_batch_train: Optional[MaxBatchResult] = None   # the largest training batch within the budget
+    max_batch_infer: Optional[MaxBatchResult] = None   # the largest inference batch within the budget
     error: Optional[str] = None          # why the measurement failed, one line
-    wall_s: float = 0.0
-    created_at: str = ""
-    schema_version: int = SCHEMA_VERSION
+    wall_s: float = 0.0                  # seconds the whole measurement took
+    created_at: str = ""                 # when it was measured: ISO 8601, UTC
+    schema_version: int = SCHEMA_VERSION   # the record format's version (results.SCHEMA_VERSION)
     # Where the record came from: the command line that asked for it (as typed), the tool's version
     # and the git commit of its source when it runs from a checkout.
     command: Optional[str] = None
@@ -288,6 +291,16 @@ class ModuleProfile:
     environment: Optional[Environment] = None
     command: Optional[str] = None
     schema_version: int = SCHEMA_VERSION
+
+
+def value_at(obj: Any, path: str) -> Any:
+    """The value at a dotted field path ("memory.peak_train_bytes"): the key path in to_dict's record
+    and the attribute path in Python; None where a part on the way is None (a skipped measurement)."""
+    for name in path.split("."):
+        if obj is None:
+            return None
+        obj = getattr(obj, name)
+    return obj
 
 
 def to_dict(obj: Any) -> Any:

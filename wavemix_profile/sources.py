@@ -57,11 +57,26 @@ def default_num_classes(spec: str) -> int:
     return PAPER_NUM_CLASSES
 
 
+def instance_num_classes(model: nn.Module, image_size: int) -> int:
+    """The classes an nn.Module instance was built for: the width of its output for two images of
+    `image_size` px (a copy in eval mode, without gradients, on the device of its parameters). The
+    paper's 100 when that output is not a (batch, classes) tensor: measure's output check then says
+    what the model gives."""
+    import copy
+
+    import torch
+    probe = copy.deepcopy(model).eval()
+    device = next(iter(probe.parameters()), torch.empty(0)).device
+    with torch.no_grad():
+        out = probe(torch.randn(2, 3, image_size, image_size, device=device))
+    return out.shape[1] if isinstance(out, torch.Tensor) and out.dim() == 2 else PAPER_NUM_CLASSES
+
+
 def spec_for_factory(factory: Callable[..., nn.Module]) -> str:
     """The spec of an importable module-level factory, so a child process can rebuild it."""
     if isinstance(factory, nn.Module):
-        raise BadInputError("a model instance cannot be sent to a fresh process; pass its factory, or measure it "
-                            "in this process with isolated=False")
+        raise BadInputError("a model instance cannot be sent to a fresh process; pass its factory, or measure the "
+                            "instance in this process (measure_model's default for an instance)")
     module, qualname = getattr(factory, "__module__", None), getattr(factory, "__qualname__", "")
     if not module or "<" in qualname or module == "__main__":
         raise BadInputError(f"model factory {factory!r} must be a module-level function importable by name to be "
@@ -77,6 +92,11 @@ def local_source(model: Callable[..., nn.Module] | nn.Module) -> ModelSource:
         name = type(model).__name__
 
         def build(*, num_classes: int, image_size: int) -> nn.Module:
+            # Copying real storages under FakeTensorMode fails, and a second try in one process can crash
+            # torch (2.x); refused before it starts, the estimator makes its fake copy from a real one.
+            import torch
+            if torch._C._get_dispatch_mode(torch._C._TorchDispatchModeKey.FAKE) is not None:
+                raise RuntimeError("a model instance is copied on real tensors only")
             return copy.deepcopy(model)
     else:
         name = getattr(model, "__qualname__", None) or type(model).__name__
