@@ -216,7 +216,7 @@ def test_every_chart_has_a_title_axis_units_and_a_legend(figures):
             if ax.axison:
                 assert ax.get_xlabel(), name
         w, h = fig.get_size_inches()
-        assert 0.6 <= w / h <= 2.2, f"{name} is {w:.1f}x{h:.1f} in"  # no strips
+        assert ASPECT_RANGE[0] <= w / h <= ASPECT_RANGE[1], f"{name} is {w:.1f}x{h:.1f} in"  # no strips
 
 
 def test_one_colour_per_family_in_every_chart(figures):
