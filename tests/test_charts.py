@@ -10,6 +10,7 @@ import dataclasses
 import itertools
 import json
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -21,11 +22,13 @@ from matplotlib.text import Annotation, Text
 from wavemix_profile.accuracy import Accuracy, chart_accuracies, read_accuracy_file
 from wavemix_profile.commands.outputs import latest_per_key
 from wavemix_profile.errors import BadInputError
-from wavemix_profile.models import FAMILIES
+from wavemix_profile.models import FAMILIES, get_entry
 from wavemix_profile.render.chart_accuracy import accuracy_charts, pareto_front, staircase
 from wavemix_profile.render.charts import (CHARTS, FAMILY_COLOURS, images_per_joule, max_batch, memory_vs_params,
                                            paper_vs_measured, throughput, write_charts)
+from wavemix_profile.render.chart_style import ASPECT_RANGE, DPI, MAX_INCHES, TICK_GAP_PX
 from wavemix_profile.render.paper import GIB, compare_with_paper
+from wavemix_profile.render.scale import scale_chart
 from wavemix_profile.results import result_from_dict
 from wavemix_profile.store import Store
 
@@ -171,10 +174,10 @@ def test_user_accuracies_replace_the_papers_and_add_models(reference):
 
 def drawn_texts(fig):
     """Every text a drawn figure shows: titles, axis labels, tick labels within the view, point labels, legends."""
-    texts = [fig._suptitle] + [t for legend in fig.legends for t in legend.get_texts()]
+    texts = [fig._suptitle] + [t for legend in fig.legends for t in (legend.get_title(), *legend.get_texts())]
     for ax in fig.axes:
         texts += [ax.title, ax._left_title, ax._right_title, ax.xaxis.label, ax.yaxis.label, *ax.texts]
-        texts += [t for legend in [ax.get_legend()] if legend for t in legend.get_texts()]
+        texts += [t for legend in [ax.get_legend()] if legend for t in (legend.get_title(), *legend.get_texts())]
         for axis in (ax.xaxis, ax.yaxis):
             lo, hi = sorted(axis.get_view_interval())
             for tick in axis.get_major_ticks() + axis.get_minor_ticks():
@@ -213,7 +216,7 @@ def test_every_chart_has_a_title_axis_units_and_a_legend(figures):
             if ax.axison:
                 assert ax.get_xlabel(), name
         w, h = fig.get_size_inches()
-        assert 0.6 <= w / h <= 2.2, f"{name} is {w:.1f}x{h:.1f} in"  # no strips
+        assert ASPECT_RANGE[0] <= w / h <= ASPECT_RANGE[1], f"{name} is {w:.1f}x{h:.1f} in"  # no strips
 
 
 def test_one_colour_per_family_in_every_chart(figures):
@@ -262,12 +265,10 @@ def test_memory_chart_fills_measured_points_and_says_only_what_is_drawn():
 def test_paper_ratios_are_grouped_by_quantity(figures, reference):
     fig = figures["paper_vs_measured"]
     comparisons = compare_with_paper(reference)
-    titles = [ax.get_title() for ax in fig.axes]
+    titles = [ax.get_title() for ax in fig.axes if ax.axison]
     assert titles == ["parameters (T1)", "GPU memory @ batch 64 (T1, T4)", "largest training batch, 16 GB (T4, T6)",
-                      "largest inference batch, 16 GB (T6)", "training images/s (paper: V100) (T5)",
-                      "inference images/s (paper: V100) (T5)"]
-    metrics = ["params", "gpu_train_batch64", "max_batch_train", "max_batch_infer", "train_images_per_s",
-               "infer_images_per_s"]
+                      "largest inference batch, 16 GB (T6)"]
+    metrics = ["params", "gpu_train_batch64", "max_batch_train", "max_batch_infer"]
     for ax, metric in zip(fig.axes, metrics):
         names = [t.get_text() for t in fig.axes[0 if metric in metrics[:3] else 3].get_yticklabels()]
         got = sorted((names[round(y)], x) for x, y in offsets(ax, lambda g: "|" in g))
@@ -276,6 +277,10 @@ def test_paper_ratios_are_grouped_by_quantity(figures, reference):
         assert [x for _, x in got] == pytest.approx([x for _, x in want])
         ratios = [c.ratio for c in comparisons if c.metric == metric] + [1.0]
         assert (ax.get_xscale() == "log") == (max(ratios) / min(ratios) > 10)
+    # Table 5's images/s, timed on a CPU against the paper's V100: paired, but with no ratio, and said
+    timed = [c for c in comparisons if c.metric in ("train_images_per_s", "infer_images_per_s")]
+    assert len(timed) == 32 and all(c.ratio is None and "not comparable" in c.note for c in timed)
+    assert "images/s timed on CPU: AMD EPYC left out" in fig.get_suptitle().replace("\n", " ")
 
 
 def test_write_charts_writes_png_and_svg_of_each(reference, tmp_path):
@@ -287,6 +292,123 @@ def test_write_charts_writes_png_and_svg_of_each(reference, tmp_path):
     for p in paths:
         data = p.read_bytes()
         assert data.startswith(b"\x89PNG") if p.suffix == ".png" else b"<svg" in data[:2000]
+
+
+# --- every chart at 1, 3 and 19 models, from the stored runs ------------------------------------
+
+H200_STORE = ROOT / "reports" / "nvidia-h200" / "results.jsonl"
+COUNTS = {1: ("ResNet-18",), 3: ("ResNet-18", "CCT-128/4x4", "WaveMix-128/7")}  # 19: the whole reference run
+THOUSANDS = re.compile(r"^-?\d{1,3}(,\d{3})*(\.\d+)?$")
+
+
+def every_chart(results):
+    """{name: drawn figure} of every chart a report writes, and the scale command's chart."""
+    made = draw_all(results)
+    adapts = {r.model_name: get_entry(r.model_name).sizes.adapts for r in results}
+    made["scale"] = scale_chart(results, adapts)
+    made["scale"].canvas.draw()
+    return made
+
+
+@pytest.fixture(scope="module", params=["cpu-1", "cpu-3", "cpu-19", "h200"])
+def run_charts(request, reference, figures):
+    """(label, results, figures) at each count of models: subsets of the CPU reference run, and the H200 run."""
+    if request.param == "h200":
+        results = latest_per_key(Store(H200_STORE).read())
+        return request.param, results, every_chart(results)
+    count = int(request.param.split("-")[1])
+    if count == 19:
+        drawn = dict(figures)
+        drawn["scale"] = scale_chart(reference, {r.model_name: get_entry(r.model_name).sizes.adapts
+                                                 for r in reference})
+        drawn["scale"].canvas.draw()
+        return request.param, reference, drawn
+    results = [r for r in reference if r.model_name in COUNTS[count]]
+    return request.param, results, every_chart(results)
+
+
+def test_the_counts_are_what_they_say(run_charts):
+    label, results, drawn = run_charts
+    models = {r.model_name for r in results if r.ok}
+    assert len(models) == {"cpu-1": 1, "cpu-3": 3, "cpu-19": 19, "h200": 2}[label]  # the H200 run: two ok models
+    assert {"memory_vs_params", "throughput", "max_batch", "paper_vs_measured", "scale"} <= set(drawn)
+    assert ("images_per_joule" in drawn) == (label == "h200")  # energy is read on the GPU only
+
+
+def test_every_chart_keeps_its_shape_size_and_one_legend(run_charts):
+    label, _, drawn = run_charts
+    low, high = ASPECT_RANGE
+    for name, fig in drawn.items():
+        w, h = fig.get_size_inches()
+        assert low <= w / h <= high, f"{label} {name}: {w * DPI:.0f}x{h * DPI:.0f} px is a strip"
+        assert max(w, h) <= MAX_INCHES, f"{label} {name}: {w * DPI:.0f}x{h * DPI:.0f} px"
+        legends = list(fig.legends) + [ax.get_legend() for ax in fig.axes if ax.get_legend()]
+        assert len(legends) == 1, f"{label} {name}: {len(legends)} legends"
+        names = [t.get_text() for t in legends[0].get_texts()]
+        assert len(names) == len(set(names)), f"{label} {name}: an entry twice"
+
+
+def test_every_text_is_apart_and_inside_its_figure(run_charts):
+    label, _, drawn = run_charts
+    for name, fig in drawn.items():
+        found = boxes(fig)
+        for (a, _, box_a), (b, _, box_b) in itertools.combinations(found, 2):
+            assert not box_a.overlaps(box_b), f"{label} {name}: {a!r} overlaps {b!r}"
+        for ax in fig.axes:  # tick labels of one axis keep a gap, not merely apart: 0.99250.995 reads as one
+            for axis, (start, end) in ((ax.xaxis, ("x0", "x1")), (ax.yaxis, ("y0", "y1"))):
+                shown = sorted((box for text, t, box in found if t in axis.get_ticklabels()),
+                               key=lambda box: getattr(box, start))
+                for a, b in zip(shown, shown[1:]):
+                    assert getattr(b, start) - getattr(a, end) >= TICK_GAP_PX, f"{label} {name}: ticks touch"
+        frame = fig.bbox
+        for text, _, box in found:
+            assert frame.x0 <= box.x0 and box.x1 <= frame.x1 + 0.5 and frame.y0 <= box.y0 and box.y1 <= frame.y1 + 0.5, \
+                f"{label} {name}: {text!r} runs off the figure"
+
+
+def test_numbers_are_plain_and_counts_have_thousands_separators(run_charts):
+    label, _, drawn = run_charts
+    ticks = 0
+    for name, fig in drawn.items():
+        for text, artist, _ in boxes(fig):
+            assert "e+" not in text and "e-0" not in text, f"{label} {name}: {text!r}"
+        for ax in fig.axes:
+            for axis in (ax.xaxis, ax.yaxis):
+                for tick in axis.get_ticklabels():
+                    number = tick.get_text().replace("−", "-")
+                    if re.fullmatch(r"-?[\d,]+(\.\d+)?", number):
+                        ticks += 1
+                        assert THOUSANDS.match(number), f"{label} {name}: tick {number!r}"
+    assert ticks > 20
+    if label in ("cpu-3", "cpu-19", "h200"):  # a max batch of several thousand is labelled 1,000 or 2,000 ...
+        labels = [t.get_text() for ax in drawn["max_batch"].axes for t in ax.get_xticklabels()]
+        assert any("," in t for t in labels), labels
+
+
+def test_no_throughput_ratio_across_devices_is_drawn(run_charts):
+    """Neither store was timed on the paper's V100: images/s is paired with Table 5 but has no ratio, the
+    chart draws every other ratio and no images/s panel, and its title says what was left out."""
+    label, results, drawn = run_charts
+    comparisons = compare_with_paper(results)
+    timed = [c for c in comparisons if c.metric in ("train_images_per_s", "infer_images_per_s")]
+    assert timed and all(c.ratio is None for c in timed)
+    fig = drawn["paper_vs_measured"]
+    dots = sorted(x for ax in fig.axes for x, _ in offsets(ax, lambda g: "|" in g))
+    assert dots == pytest.approx(sorted(c.ratio for c in comparisons if c.ratio is not None))
+    assert not any("images/s" in ax.get_title() for ax in fig.axes)
+    device = "NVIDIA H200" if label == "h200" else "CPU: AMD EPYC"
+    assert f"images/s timed on {device} left out" in fig.get_suptitle().replace("\n", " ")
+
+
+def test_a_throughput_timed_on_the_papers_gpu_keeps_its_ratio(reference):
+    """The same record said to come from the paper's card: now comparable, its ratio drawn."""
+    r = next(r for r in reference if r.model_name == "ResNet-18" and r.settings.image_size == 32)
+    v100 = dataclasses.replace(r, environment=dataclasses.replace(r.environment, device_name="Tesla V100-SXM2-16GB"))
+    timed = {c.metric: c for c in compare_with_paper([v100]) if c.metric.endswith("images_per_s")}
+    assert timed["train_images_per_s"].ratio == pytest.approx(r.throughput.train_images_per_s / 1571)
+    fig = paper_vs_measured([v100])
+    assert any(ax.get_title() == "training images/s (paper: V100) (T5)" for ax in fig.axes)
+    assert "left out" not in fig.get_suptitle()
 
 
 # --- the command line -----------------------------------------------------------------------------
@@ -412,7 +534,8 @@ def test_paper_vs_measured_names_the_device_of_a_model_compared_on_two(mixed):
     fig = paper_vs_measured(mixed)
     names = {t.get_text() for ax in fig.axes for t in ax.get_yticklabels()}
     assert {f"WaveMix-128/7 [{H100}]", f"WaveMix-128/7 [{CPU}]", "ResNet-18"} <= names
-    assert sum(len(c.get_offsets()) for ax in fig.axes for c in ax.collections) == len(compare_with_paper(mixed))
+    comparable = [c for c in compare_with_paper(mixed) if c.ratio is not None]  # images/s on an H100: none
+    assert sum(len(c.get_offsets()) for ax in fig.axes for c in ax.collections) == len(comparable)
 
 
 def _figure(title: str):

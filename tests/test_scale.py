@@ -9,6 +9,7 @@ from matplotlib.text import Text
 
 from wavemix_profile.cli import main
 from wavemix_profile.models import get_entry, list_models
+from wavemix_profile.render.chart_style import ASPECT_RANGE, MAX_INCHES
 from wavemix_profile.render.scale import METRICS, fit_exponent, rule_marks, scale_chart, scale_series, scale_tables
 from wavemix_profile.results import FlopsResult, MaxBatchResult, MemoryResult, Result, Settings, result_from_dict
 
@@ -181,14 +182,20 @@ def test_chart_marks_rules_and_has_no_overlapping_text():
     fig = scale_chart(results, adapts)
     assert fig is not None
     assert text_overlaps(fig) == []
-    legends = [t.get_text() for ax in fig.axes for t in ax.get_legend().get_texts()]
+    found = [ax.get_legend() for ax in fig.axes if ax.get_legend()] + fig.legends
+    assert len(found) == 1  # one legend names each model once, with its exponent in every panel
+    legends = [t.get_text() for t in found[0].get_texts()]
+    assert len(legends) == len(MODELS) + 1 + 2  # the models, the dashed line, the two rules
     marks = rule_marks(adapts)
     assert len(marks) == 2 and set(marks.values()) == {"†", "‡"}
     vit = "ViT-128/4x4" + marks[adapts["ViT-128/4x4"]]
-    assert any(t.startswith(vit) and t.endswith("k = 0.00") for t in legends)
-    assert any(t.startswith("ResNet-18  k = 2.00") for t in legends)  # no rule, no mark
-    footnote = " ".join(t.get_text() for t in fig.texts)
-    assert "32×32 token grid" in footnote and "at most 64×64" in footnote
+    assert f"{vit}   k = 0.00 · 0.00 · 0.00" in legends
+    resnet = scale_series(results, METRICS[2])[0]  # ResNet-18 first: its max batch, rounded down
+    assert resnet.model_name == "ResNet-18" and resnet.exponent == pytest.approx(-2.0, abs=0.01)
+    assert f"ResNet-18   k = 2.00 · 2.00 · {resnet.exponent:.2f}" in legends  # no rule, no mark
+    assert any("32×32 token grid" in t for t in legends) and any("at most 64×64" in t for t in legends)
+    w, h = fig.get_size_inches()
+    assert ASPECT_RANGE[0] <= w / h <= ASPECT_RANGE[1] and max(w, h) <= MAX_INCHES
     dashed = {line.get_gid().split("|")[1] for ax in fig.axes for line in ax.get_lines()
               if line.get_linestyle() == "--"}
     assert dashed == {name for name, _, _ in MODELS if adapts[name]}

@@ -106,7 +106,7 @@ def test_contradictions_name_each_reversed_wavemix_pair_and_nothing_else():
     ])
     assert found == [
         "Table 1, GPU memory @ batch 64 at 32 px: the paper has WaveMix-128/7 better than ResNet-18 (1.2 vs 2.4); "
-        "measured, it is the other way round (1.5 vs 1 GiB)."]
+        "measured, it is the other way round (1.50 vs 1.00 GiB)."]
 
 
 def test_a_stored_error_is_measured_again_and_its_checks_follow_the_new_answer(tmp_path):

@@ -19,8 +19,8 @@ from matplotlib.lines import Line2D
 from ..accuracy import Accuracy
 from ..results import Result
 from .chart_labels import PointLabel, place_labels
-from .chart_style import (LABEL_FONT, device_text, families_present, family_colour, family_of, freeze_layout,
-                          joined, namer, new_figure, scale_axis)
+from .chart_style import (device_text, families_present, family_colour, family_of, figure_legend, fitted_title,
+                          freeze_layout, joined, namer, new_figure, scale_axis)
 from .paper import GIB
 
 PARETO_COLOUR = "black"
@@ -163,9 +163,9 @@ def accuracy_chart(dataset: str, size: int, points: list[tuple[Result, Accuracy]
     _legend(fig, families_present(r for r, _ in points), estimates)
     sources = joined(a.source for _, a in points)
     classes = joined(r.settings.num_classes for r, _ in points)
-    fig.suptitle(f"{dataset} ({size}×{size} px): top-1 accuracy against cost, Pareto front in black\n"
+    fitted_title(fig, f"{dataset} ({size}×{size} px): top-1 accuracy against cost, Pareto front in black\n"
                  f"accuracy: {sources}; costs measured on {device_text([r for r, _ in points])}, "
-                 f"{classes}-class head", fontsize=10)
+                 f"{classes}-class head", 10)
     freeze_layout(fig)
     for ax, cost, here, lines in panels:
         label = name if cost.per_device else (lambda r: r.model_name)
@@ -181,5 +181,4 @@ def _legend(fig: Figure, families: list[str], estimates: bool) -> None:
     if estimates:
         handles.append(Line2D([], [], ls="", marker="o", ms=6, mfc="none", color="0.4",
                               label="hollow: CPU estimate of GPU memory"))
-    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=LABEL_FONT + 1,
-               frameon=False)
+    figure_legend(fig, handles)

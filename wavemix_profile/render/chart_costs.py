@@ -2,13 +2,15 @@
 
 * ``memory_vs_params``: one panel per image size, peak training memory at the batch size (GiB)
   against parameters (M); filled = measured by the CUDA allocator, hollow = CPU estimate.
-* ``throughput``: a dot per model, one panel per image size (rows) and mode (columns), images/s
-  with ± CV × median error bars from the timed repeats; a GPU row's MFU is written beside its dot.
+* ``throughput``: a dot per model, one panel per image size and mode (training beside inference,
+  or all in one column for a few models), images/s with ± CV × median error bars from the timed
+  repeats; a GPU row's MFU is written beside its dot.
 * ``images_per_joule``: the same layout, images per joule; only rows whose energy was read.
 * ``max_batch``: the same layout, the largest training and inference batch within the budget;
   hollow = predicted from CPU estimates.
 
-Each axis is log when its values span more than 10x; colours are the families' (chart_style).
+Each axis is log when its values span more than 10x; colours are the families' (chart_style). Every
+figure keeps a sensible aspect at any count of models (chart_style.ASPECT_RANGE).
 """
 from __future__ import annotations
 
@@ -19,13 +21,20 @@ from matplotlib.lines import Line2D
 
 from ..results import Result
 from .chart_labels import PointLabel, place_labels
-from .chart_style import (LABEL_FONT, device_text, families_present, family_colour, family_of, freeze_layout,
-                          joined, namer, new_figure, scale_axis)
+from .chart_style import (LABEL_FONT, MAX_INCHES, device_text, families_present, family_colour, family_of,
+                          figure_legend, fitted_title, freeze_layout, grid_columns, joined, namer, new_figure,
+                          scale_axis)
 from .columns import ENERGY_SOURCES, family_order
 from .paper import GIB
 
 MODES = (("train", "training"), ("infer", "inference"))
-ROW_HEIGHT = 0.2   # inches per model in a dot plot
+ROW_HEIGHT = 0.2        # inches per model in a dot plot
+MIN_ROW_HEIGHT = 0.14   # the least that keeps 8 pt model names apart
+DOT_PANEL_WIDTH = 4.4   # inches
+DOT_PANEL_FRAME = 0.9   # inches of a dot panel beside its rows: title, axis, tick labels
+DOT_EXTRA_HEIGHT = 0.8  # inches of the figure beside its panels: title and legend
+SCATTER_PANEL = (5.6, 4.8)   # inches, a memory-against-parameters panel
+SCATTER_EXTRA_HEIGHT = 0.9
 
 
 def _legend(fig: Figure, families: list[str], *, filled: str = "", hollow: str = "") -> None:
@@ -34,8 +43,7 @@ def _legend(fig: Figure, families: list[str], *, filled: str = "", hollow: str =
         handles.append(Line2D([], [], ls="", marker="o", ms=6, color="0.4", label=filled))
     if hollow:
         handles.append(Line2D([], [], ls="", marker="o", ms=6, mfc="none", color="0.4", label=hollow))
-    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=LABEL_FONT + 1,
-               frameon=False)
+    figure_legend(fig, handles)
 
 
 def _scatter(ax, rows: list[tuple[Result, float, float, bool]], *, gid: str, err: Sequence[float] = ()) -> None:
@@ -62,7 +70,10 @@ def memory_vs_params(results: Sequence[Result]) -> Optional[Figure]:
         return None
     sizes = sorted({r.settings.image_size for r in points})
     name = namer(points)
-    fig, axes = new_figure(1, len(sizes), panel=(5.6, 4.8))
+    cols = grid_columns(len(sizes), SCATTER_PANEL, SCATTER_EXTRA_HEIGHT)
+    fig, axes = new_figure(-(-len(sizes) // cols), cols, panel=SCATTER_PANEL, extra_height=SCATTER_EXTRA_HEIGHT)
+    for ax in axes[len(sizes):]:
+        ax.set_axis_off()
     panels = []
     for ax, size in zip(axes, sizes):
         here = [(r, r.params_total / 1e6, r.memory.peak_train_bytes / GIB, r.memory.is_estimate)
@@ -81,7 +92,7 @@ def memory_vs_params(results: Sequence[Result]) -> Optional[Figure]:
     estimated = any(r.memory.is_estimate for r in points)
     _legend(fig, families_present(points), filled="filled: measured (CUDA allocator)" if measured else "",
             hollow="hollow: CPU estimate of the tensors' peak" if estimated else "")
-    fig.suptitle(f"Peak training memory against parameters, {device_text(points)}", fontsize=11)
+    fitted_title(fig, f"Peak training memory against parameters, {device_text(points)}")
     freeze_layout(fig)
     for ax, here in panels:
         place_labels(ax, [PointLabel(x, y, name(r), gid=f"label|{name(r)}") for r, x, y, _ in here])
@@ -93,8 +104,8 @@ def _dot_rows(results: Sequence[Result], value: Callable[[Result, str], Optional
               hollow: Callable[[Result, str], bool] = lambda r, mode: False,
               note: Callable[[Result, str], Optional[str]] = lambda r, mode: None,
               legend: tuple[str, str] = ("", "")) -> Optional[Figure]:
-    """A dot per model (rows, family order, the same in every panel), one panel per image size (rows)
-    and mode (columns), of value(result, mode)."""
+    """A dot per model (rows, family order, the same in every panel), one panel per image size and
+    mode (_dot_grid), of value(result, mode)."""
     shown = [r for r in results if r.ok and any(value(r, mode) for mode, _ in MODES)]
     if not shown:
         return None
@@ -102,8 +113,7 @@ def _dot_rows(results: Sequence[Result], value: Callable[[Result, str], Optional
     name = namer(shown)
     names = list(dict.fromkeys(name(r) for r in family_order(shown)))
     row = {n: i for i, n in enumerate(names)}
-    fig, axes = new_figure(len(sizes), len(MODES), panel=(4.4, ROW_HEIGHT * len(names) + 0.9), extra_height=0.8,
-                           sharey=True)
+    fig, axes = _dot_grid(len(sizes) * len(MODES), len(names))
     notes = []
     for k, (ax, (size, (mode, what))) in enumerate(zip(axes, [(s, m) for s in sizes for m in MODES])):
         here = [r for r in family_order(shown) if r.settings.image_size == size and value(r, mode)]
@@ -127,8 +137,22 @@ def _dot_rows(results: Sequence[Result], value: Callable[[Result, str], Optional
     for ax in axes:
         ax.tick_params(axis="y", labelsize=8)
     _legend(fig, families_present(shown), filled=legend[0], hollow=legend[1])
-    fig.suptitle(title.format(device=device_text(shown)), fontsize=11)
+    fitted_title(fig, title.format(device=device_text(shown)))
+    freeze_layout(fig)
     return fig
+
+
+def _dot_grid(panels: int, rows: int) -> tuple[Figure, list]:
+    """Panels of `rows` dot rows each, sharing the model names: training beside inference per image
+    size, or (a few models) all in one column, whichever reads nearer a sensible aspect; rows
+    thinner than ROW_HEIGHT (down to MIN_ROW_HEIGHT) where many would make a figure over MAX_INCHES tall."""
+    choices = sorted({1, len(MODES)})
+    cols = grid_columns(panels, (DOT_PANEL_WIDTH, ROW_HEIGHT * rows + DOT_PANEL_FRAME), DOT_EXTRA_HEIGHT, choices)
+    grid_rows = -(-panels // cols)
+    room = (MAX_INCHES - DOT_EXTRA_HEIGHT) / grid_rows - DOT_PANEL_FRAME
+    row_height = max(MIN_ROW_HEIGHT, min(ROW_HEIGHT, room / rows))
+    return new_figure(grid_rows, cols, panel=(DOT_PANEL_WIDTH, row_height * rows + DOT_PANEL_FRAME),
+                      extra_height=DOT_EXTRA_HEIGHT, sharey=True)
 
 
 def _mfu_note(result: Result, mode: str) -> Optional[str]:

@@ -15,8 +15,9 @@ from typing import Callable, Iterable, Optional, Sequence
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
 from matplotlib.layout_engine import ConstrainedLayoutEngine
-from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from ..atomic import replacing
 from ..host import usable_cores
@@ -35,6 +36,12 @@ DPI = 150
 LOG_SPAN = 10.0           # an axis whose values span more than this factor is drawn log
 LABEL_FONT = 7            # point and bar labels, points
 PANEL_SIZE = (5.2, 4.4)   # inches, one panel of a small-multiple grid
+# Width / height of every chart, at any count of models: wider is a strip to squint at, taller a
+# column to scroll; TARGET is what a choice between grids aims for. MAX_INCHES bounds either side
+# (2,400 px at DPI), so that a chart fits a page or a screen.
+ASPECT_RANGE = (0.6, 2.2)
+TARGET_ASPECT = 1.4
+MAX_INCHES = 16.0
 
 
 def family_of(result: Result) -> str:
@@ -73,11 +80,20 @@ def wants_log(values: Iterable[float]) -> bool:
     return bool(positive) and max(positive) / min(positive) > LOG_SPAN
 
 
+def tick_text(value: float) -> str:
+    """A tick as a plain number with thousands separators: 0.5, 20, 1,000, 12,000 (never 1e+04)."""
+    text = f"{value:,.6g}" if abs(value) < 1e6 else f"{value:,.0f}"
+    return "0" if text == "-0" else text
+
+
+PLAIN_TICKS = FuncFormatter(lambda value, _pos: tick_text(value))
+
+
 def plain_log(axis, decades: float = 2.0) -> None:
     """Ticks of a log axis as plain numbers (0.5, 1, 2, 5, 10) rather than powers of ten; over more
     than three decades, powers of ten only, so the labels keep apart."""
     axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0) if decades <= 3 else (1.0,)))
-    axis.set_major_formatter(FormatStrFormatter("%g"))
+    axis.set_major_formatter(PLAIN_TICKS)
     axis.set_minor_formatter(NullFormatter())
 
 
@@ -85,7 +101,8 @@ def scale_axis(ax, which: str, values: Sequence[float], *, reach: Sequence[float
                zero: bool = False) -> bool:
     """Log when `values` span more than LOG_SPAN, else linear; limits `pad` of the range beyond the
     values and `reach` (error bar ends: kept in view, not counted for the scale), in log space on a
-    log axis, from 0 on a linear one when `zero`. Returns True for a log axis."""
+    log axis, from 0 on a linear one when `zero` or when all values are one positive value.
+    Returns True for a log axis."""
     values = [v for v in values if v is not None and math.isfinite(v)]
     if not values:
         return False
@@ -100,25 +117,118 @@ def scale_axis(ax, which: str, values: Sequence[float], *, reach: Sequence[float
         plain_log(axis, decades=span * (1 + 2 * pad))
         set_lim(10 ** (lo - pad * span), 10 ** (hi + pad * span))
     else:
+        zero = zero or min(shown) == max(shown) > 0  # one value (one model): its scale from 0, not ±1%
         lo, hi = (0.0 if zero else min(shown)), max(shown)
         span = max(hi - lo, abs(hi) * 0.1, 1e-9)
         set_lim(lo if zero else lo - pad * span, hi + pad * span)
+        axis.set_major_formatter(PLAIN_TICKS)
     return log
+
+
+def bounded_size(width: float, height: float) -> tuple[float, float]:
+    """(width, height) in inches, the shorter side grown until width / height lies in ASPECT_RANGE."""
+    low, high = ASPECT_RANGE
+    return max(width, height * low), max(height, width / high)
+
+
+def grid_columns(panels: int, panel: tuple[float, float], extra_height: float,
+                 choices: Sequence[int] = ()) -> int:
+    """How many columns to lay `panels` panels of `panel` inches out in: of `choices` (default 1 to
+    panels), the one whose figure comes nearest TARGET_ASPECT (on a log scale) and within MAX_INCHES."""
+    def miss(cols: int) -> tuple[bool, float]:
+        width, height = panel[0] * cols, panel[1] * -(-panels // cols) + extra_height
+        return max(width, height) > MAX_INCHES, abs(math.log(width / height / TARGET_ASPECT))
+
+    return min(choices or range(1, panels + 1), key=miss)
 
 
 def new_figure(rows: int, cols: int, *, panel: tuple[float, float] = PANEL_SIZE, extra_height: float = 0.9,
                **subplots) -> tuple[Figure, list]:
-    """A figure of rows x cols panels on the Agg canvas, constrained layout; returns (figure, axes flat)."""
-    fig = Figure(figsize=(panel[0] * cols, panel[1] * rows + extra_height), layout="constrained")
+    """A figure of rows x cols panels on the Agg canvas, constrained layout; returns (figure, axes flat).
+    The figure keeps an aspect within ASPECT_RANGE (bounded_size): a few rows of dots are not a strip."""
+    fig = Figure(figsize=bounded_size(panel[0] * cols, panel[1] * rows + extra_height), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(rows, cols, squeeze=False, **subplots)
     return fig, [ax for row in axes for ax in row]
 
 
+def _text_width(fig: Figure, text: str, size: float) -> float:
+    """Pixels `text` takes at `size` points on `fig`'s canvas."""
+    renderer = fig.canvas.get_renderer()
+    return renderer.get_text_width_height_descent(text, FontProperties(size=size), ismath=False)[0]
+
+
+def fitted_title(fig: Figure, text: str, size: float = 11) -> None:
+    """The figure's title, each line broken between words where it would run past the figure's
+    width (a narrow figure of one column of panels still shows all of it)."""
+    room = fig.get_figwidth() * fig.dpi * 0.96
+    lines = []
+    for line in text.split("\n"):
+        words = line.split(" ")
+        current = words[0]
+        for word in words[1:]:
+            if _text_width(fig, f"{current} {word}", size) <= room:
+                current = f"{current} {word}"
+            else:
+                lines.append(current)
+                current = word
+        lines.append(current)
+    fig.suptitle("\n".join(lines), fontsize=size)
+
+
+def figure_legend(fig: Figure, handles: Sequence) -> None:
+    """The figure's one legend, below its panels, in as many columns as its width holds (entries
+    of a row side by side, as many rows as needed), so that no entry runs past the figure's edge."""
+    size = LABEL_FONT + 1
+    # handle (2 em), the gap to the text (0.8 em) and between columns (2 em), as matplotlib's defaults
+    widths = [_text_width(fig, h.get_label(), size) + 4.8 * size * fig.dpi / 72 for h in handles]
+    room = fig.get_figwidth() * fig.dpi * 0.96
+    cols = len(handles)
+    while cols > 1 and sum(max(widths[c::cols]) for c in range(cols)) > room:
+        cols -= 1
+    fig.legend(handles=handles, loc="outside lower center", ncols=cols, fontsize=size, frameon=False)
+
+
 def freeze_layout(fig: Figure) -> None:
-    """Run the constrained layout once and keep it, so labels placed afterwards stay where measured."""
+    """Run the constrained layout once and keep it, so labels placed afterwards stay where measured;
+    then thin the ticks of any linear axis whose labels would touch (spaced_ticks)."""
     fig.draw_without_rendering()
     fig.set_layout_engine("none")
+    spaced_ticks(fig)
+
+
+TICK_GAP_PX = 4  # the least room between two tick labels of an axis
+
+
+def _crowded(axis, renderer) -> bool:
+    lo, hi = sorted(axis.get_view_interval())
+    boxes = sorted((t.label1.get_window_extent(renderer) for t in axis.get_major_ticks()
+                    if lo <= t.get_loc() <= hi and t.label1.get_visible() and t.label1.get_text()),
+                   key=lambda b: (b.x0, b.y0))
+    vertical = axis.axis_name == "y"
+    return any((b.y0 - a.y1 if vertical else b.x0 - a.x1) < TICK_GAP_PX
+               for a, b in zip(boxes, boxes[1:]) if (b.y0 >= a.y0 if vertical else True))
+
+
+def spaced_ticks(fig: Figure) -> None:
+    """Fewer ticks on each axis whose tick labels touch or overlap, until they keep TICK_GAP_PX apart:
+    a linear axis takes fewer bins (1 to 1.01 in steps of 0.0025 has long labels), a log axis powers
+    of ten only (1,000 2,000 5,000 10,000 on a short one); fixed ticks are left alone."""
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            locator = axis.get_major_locator()
+            if axis.get_scale() == "linear" and isinstance(locator, MaxNLocator):
+                fewer = [MaxNLocator(nbins=bins, steps=[1, 2, 2.5, 5, 10]) for bins in (7, 5, 4, 3, 2, 1)]
+            elif axis.get_scale() == "log" and isinstance(locator, LogLocator):
+                fewer = [LogLocator(base=10, subs=(1.0,))]
+            else:
+                continue
+            for thinner in fewer:
+                if not _crowded(axis, renderer):
+                    break
+                axis.set_major_locator(thinner)
+                fig.draw_without_rendering()  # the new ticks' labels, placed
 
 
 def save_figure(fig: Figure, out: Path, name: str) -> list[Path]:

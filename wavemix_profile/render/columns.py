@@ -53,15 +53,16 @@ SPREAD_NOTE = ("±: the spread of images/s, the coefficient of variation (standa
 
 
 def format_number(value: float, unit: str) -> str:
-    """Numbers as the tables print them: two decimals for M and GiB, whole images and images/s."""
+    """Numbers as the tables print them: two decimals for M and GiB; counts (images) and rates of
+    100 or more as whole numbers with thousands separators (1,048, never 1.05e+03)."""
     if unit in ("M", "GiB"):
         return f"{value:.2f}"
     if unit == "G":
         return f"{value:.3f}"
     if unit == "images":
-        return f"{value:.0f}"
+        return f"{value:,.0f}"
     if unit in ("images/s", "images/J"):  # small CPU rates keep three significant digits
-        return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
+        return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}"
     if unit == "%":
         return f"{value:.1f}"
     if unit == "×":

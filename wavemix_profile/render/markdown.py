@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from typing import Mapping, Optional, Sequence
 
+from ..gpus import PAPER_CARD
 from ..models import PAPER, paper_values
 from ..results import Environment, Result, ThroughputResult
 from .columns import (ENERGY_SOURCES, MISSING, Grid, best_legend, column_notes, comparison_grids, devices,
                       format_number, shown_columns)
 from .paper import (GIB, MEASURED_UNITS, METRIC_LABELS, TABLE_CAPTIONS, PaperComparison,
-                    compare_with_paper, device_of)
+                    compare_with_paper, device_of, ratio_text)
 
 
 def _md(text: object) -> str:
@@ -103,6 +104,7 @@ def _paper_table(table: int, comparisons: Sequence[PaperComparison], show_device
                  protocol: Mapping[tuple[int, str, str, int], tuple[float, str]]) -> list[str]:
     published = [v for v in paper_values() if v.table == table]
     measured = {(c.metric, c.image_size) for c in comparisons}
+    ratioed = {(c.metric, c.image_size) for c in comparisons if c.ratio is not None}  # else no ratio column
     groups = [g for g in dict.fromkeys((v.metric, v.image_size) for v in published) if g in measured]
     several_sizes = len({size for _, size in groups}) > 1
     paper_of = {(v.model, v.metric, v.image_size): v for v in published}
@@ -110,7 +112,8 @@ def _paper_table(table: int, comparisons: Sequence[PaperComparison], show_device
     for metric, size in groups:
         name = METRIC_LABELS[metric] + (f" {size} px" if several_sizes else "")
         unit = next(v.unit for v in published if (v.metric, v.image_size) == (metric, size))
-        headers += [f"{name}: paper ({unit})", f"{name}: ours ({MEASURED_UNITS[metric]})", f"{name}: ours/paper"]
+        headers += [f"{name}: paper ({unit})", f"{name}: ours ({MEASURED_UNITS[metric]})"]
+        headers += [f"{name}: ours/paper"] if (metric, size) in ratioed else []
         if any(k[0] == table and (k[2], k[3]) == (metric, size) for k in protocol):
             headers += [f"{name}: ours, paper's protocol", f"{name}: paper's protocol / paper"]
     rows = []
@@ -120,16 +123,26 @@ def _paper_table(table: int, comparisons: Sequence[PaperComparison], show_device
         for metric, size in groups:
             paper = paper_of.get((model, metric, size))
             ours = next((c for c in mine if (c.metric, c.image_size) == (metric, size)), None)
-            row += [MISSING if paper is None else f"{paper.value:g}",
-                    MISSING if ours is None else format_number(ours.measured_value, ours.unit),
-                    MISSING if ours is None else f"{ours.ratio:.2f}"]
+            row += [MISSING if paper is None else f"{paper.value:,g}",
+                    MISSING if ours is None else format_number(ours.measured_value, ours.unit)]
+            if (metric, size) in ratioed:
+                row += [MISSING if ours is None or ours.ratio is None else ratio_text(ours.ratio)]
             if any(k[0] == table and (k[2], k[3]) == (metric, size) for k in protocol):
                 fitted = protocol.get((table, model, metric, size))
                 row += [MISSING if fitted is None else format_number(fitted[0], MEASURED_UNITS[metric]),
-                        MISSING if fitted is None or paper is None else f"{fitted[0] / paper.value:.2f}"]
+                        MISSING if fitted is None or paper is None else ratio_text(fitted[0] / paper.value)]
         rows.append(row + [_md("; ".join(dict.fromkeys(c.note for c in mine)))])
     align = "l" * (1 + show_device) + "r" * (len(headers) - 1 - show_device) + "l"
     return _table(headers + ["notes"], align, rows)
+
+
+def _incomparable_note(comparisons: Sequence[PaperComparison]) -> list[str]:
+    """A line naming the devices whose values have no ratio to the paper's, and why; none if all have one."""
+    apart = list(dict.fromkeys(c.device_name for c in comparisons if c.ratio is None))
+    if not apart:
+        return []
+    return [f"No ours/paper for images/s timed on {_md(', '.join(apart))}: the paper timed a V100 "
+            f"({PAPER_CARD}), and a ratio across machines says how fast the machine is, not the model.", ""]
 
 
 def _paper_section(results: Sequence[Result],
@@ -143,8 +156,9 @@ def _paper_section(results: Sequence[Result],
              f"{PAPER}. Ratios are ours / paper. The paper's GPU \"GB\" is read as GiB; \"ours\" is what this "
              "run measured with its own settings (the CUDA caching allocator's peak, or a CPU estimate, said in "
              "the notes), which leaves out the CUDA context that nvidia-smi counts. Max batch sizes are compared "
-             "only for a 16 GiB budget or the paper's V100-SXM2-16GB, images/s only as a hardware difference: the "
-             "paper timed a 16 GB V100."
+             "only for a 16 GiB budget or the paper's V100-SXM2-16GB. Images/s are compared only when timed on the "
+             "paper's GPU (a V100-SXM2): timed on another device they stand beside the paper's without a ratio, "
+             "which would measure the machine rather than the model."
              + (" \"Paper's protocol\" is the same quantity under the protocol `wavemix-profile paper-fit` found "
                 "to fit the table best, on the V100-SXM2-16GB (see \"What the paper's numbers match\")."
                 if protocol else " Run `wavemix-profile paper-fit` to add each table's best-fitting protocol."), ""]
@@ -153,7 +167,9 @@ def _paper_section(results: Sequence[Result],
         lines += [f"### {caption}", ""]
         if table in names:
             lines += [f"Paper's protocol: {names[table]}, on the V100-SXM2-16GB.", ""]
-        lines += [*_paper_table(table, [c for c in comparisons if c.table == table], show_device, protocol), ""]
+        mine = [c for c in comparisons if c.table == table]
+        lines += [*_paper_table(table, mine, show_device, protocol), ""]
+        lines += _incomparable_note(mine)
     return lines
 
 

@@ -11,17 +11,22 @@ Units and readings:
   (or a CPU estimate, said in the note), which excludes the CUDA context nvidia-smi would include.
 * ``max_batch_train`` / ``max_batch_infer``: images, compared only when the result's budget is
   16 GiB within 1%, since Tables 4 and 6 are "on a 16 GB GPU". The note says when ours is predicted.
-* ``train_images_per_s`` / ``infer_images_per_s``: Table 5's images/s. The paper timed a 16 GB V100;
-  the note names our device, precision and batch, so the ratio is read as a hardware difference too.
+* ``train_images_per_s`` / ``infer_images_per_s``: Table 5's images/s. The paper timed a 16 GB V100,
+  so a rate is comparable only when measured on a card with the paper's card's datasheet peaks
+  (``on_paper_gpu``): elsewhere (a CPU, an H200) the ratio says how much faster one machine is than
+  another, nothing about the model, and ``ratio`` is None. The note names our device, precision
+  and batch.
 
-A measurement that is missing, or taken under other conditions, gives no comparison.
+A measurement that is missing, or taken under other conditions, gives no comparison. Memory and max
+batch taken on another device (or estimated on a CPU) stay comparable: both are about the model
+within the paper's 16 GB budget, and the note says how each was taken.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Iterable, Optional, Sequence
 
-from ..gpus import DEFAULT_BUDGET_BYTES, PAPER_CARD, card_budget
+from ..gpus import DEFAULT_BUDGET_BYTES, PAPER_CARD, card_budget, find_card, find_peak
 from ..models import PaperValue, paper_values
 from ..results import Result
 
@@ -46,6 +51,7 @@ METRIC_LABELS = {
     "train_images_per_s": "train",
     "infer_images_per_s": "infer",
 }
+RATE_METRICS = ("train_images_per_s", "infer_images_per_s")  # comparable on the paper's GPU only
 MEASURED_UNITS = {"params": "M", "gpu_train_batch64": "GiB", "max_batch_train": "images",
                   "max_batch_infer": "images", "train_images_per_s": "images/s",
                   "infer_images_per_s": "images/s"}
@@ -53,7 +59,8 @@ MEASURED_UNITS = {"params": "M", "gpu_train_batch64": "GiB", "max_batch_train": 
 
 @dataclass(frozen=True)
 class PaperComparison:
-    """One published value and ours. ``ratio`` is measured / paper; ``unit`` is ours (see module doc)."""
+    """One published value and ours. ``ratio`` is measured / paper, None where the two are not
+    comparable (images/s off the paper's GPU: see the module doc); ``unit`` is ours."""
 
     table: int
     model: str
@@ -62,13 +69,34 @@ class PaperComparison:
     paper_value: float
     measured_value: float
     unit: str
-    ratio: float
+    ratio: Optional[float]
     note: str
     device_name: str = ""
 
 
 def device_of(result: Result) -> str:
     return result.environment.device_name if result.environment else "unknown device"
+
+
+def on_paper_gpu(device_name: str) -> bool:
+    """True for a device with the datasheet peaks of the paper's card (PAPER_CARD, a V100-SXM2): the
+    only devices whose images/s can be set beside Table 5's."""
+    paper = find_card(PAPER_CARD)
+    peak = find_peak(device_name)
+    return peak is not None and paper is not None and peak == paper.card.peak
+
+
+def comparable(metric: str, device_name: str) -> bool:
+    """Whether `metric` measured on `device_name` is comparable with the paper's value of it."""
+    return metric not in RATE_METRICS or on_paper_gpu(device_name)
+
+
+def ratio_text(ratio: Optional[float]) -> str:
+    """measured / paper as the reports print it: two decimals, two significant digits below 0.1 (so a
+    small ratio never reads 0.00); empty for None, a pair that is not comparable."""
+    if ratio is None:
+        return ""
+    return f"{ratio:.2f}" if abs(ratio) >= 0.1 else f"{ratio:.2g}"
 
 
 def budget_is_paper_gpu(budget_bytes: int) -> bool:
@@ -103,7 +131,8 @@ def measured(result: Result, metric: str) -> Optional[tuple[float, str]]:
         if value is None:
             return None
         precision = timing.precision or result.settings.amp
-        return float(value), f"{device_of(result)}, {precision}, batch {timing.batch_size}; paper: V100"
+        how = f"{device_of(result)}, {precision}, batch {timing.batch_size}; paper: V100"
+        return float(value), how + ("" if comparable(metric, device_of(result)) else ", not comparable")
     return None
 
 
@@ -125,6 +154,7 @@ def compare_with_paper(results: Iterable[Result],
             out.append(PaperComparison(table=value.table, model=value.model, metric=value.metric,
                                        image_size=value.image_size, paper_value=value.value,
                                        measured_value=ours, unit=MEASURED_UNITS[value.metric],
-                                       ratio=ours / value.value, note=note,
+                                       ratio=ours / value.value if comparable(value.metric, device_of(result))
+                                       else None, note=note,
                                        device_name=device_of(result)))
     return out

@@ -5,7 +5,8 @@ from typing import Sequence
 
 from ..paper_fit import ProtocolFit
 from .markdown import _md, _table
-from .paper import METRIC_LABELS, TABLE_CAPTIONS
+from .columns import format_number
+from .paper import MEASURED_UNITS, METRIC_LABELS, TABLE_CAPTIONS, ratio_text
 
 
 def best_per_table(fits: Sequence[ProtocolFit]) -> dict[int, ProtocolFit]:
@@ -42,6 +43,7 @@ def render_paper_fit(fits: Sequence[ProtocolFit], *, command: str) -> list[str]:
                   *_table(["protocol", "score", "median ours / paper", "values"], "lrrr", rows), "",
                   f"Best: {winner.protocol}, typically within a factor of {2 ** winner.score:.2f} of the paper.", "",
                   *_table(["model", "px", "metric", "paper", "ours", "ours / paper"], "lrlrrr",
-                          [[_md(e.model), str(e.image_size), METRIC_LABELS[e.metric], f"{e.paper:g}",
-                            f"{e.ours:.3g}", f"{e.ours / e.paper:.2f}"] for e in winner.entries]), ""]
+                          [[_md(e.model), str(e.image_size), METRIC_LABELS[e.metric], f"{e.paper:,g}",
+                            format_number(e.ours, MEASURED_UNITS[e.metric]), ratio_text(e.ours / e.paper)]
+                           for e in winner.entries]), ""]
     return lines

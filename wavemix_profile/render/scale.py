@@ -14,17 +14,21 @@ from dataclasses import dataclass
 from typing import Callable, Mapping, Optional, Sequence
 
 from matplotlib.figure import Figure
-from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullFormatter, NullLocator
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
 from rich.table import Table
 
 from ..results import Result
-from .chart_style import plain_log
+from .chart_style import PLAIN_TICKS, fitted_title, freeze_layout, new_figure, plain_log
 from .charts import FAMILY_COLOURS, OTHER_COLOUR
 from .columns import devices, family_order
 from .paper import GIB
 
 MARKS = ("†", "‡", "§", "¶")  # one per distinct size rule, in the order met
 MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+SCALE_PANEL = (5.0, 4.0)   # inches, one panel (and the legend's cell)
+LEGEND_ROWS = 24           # legend entries in one column; more go in two
+LEGEND_LINE_IN = 0.16      # inches per legend line at 7.5 pt, with its spacing
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,7 @@ class ScaleMetric:
     key: str
     label: str      # a column header, with units
     value: Callable[[Result], Optional[float]]
+    short: str      # a word or two, for the legend's exponents
 
 
 def _macs(r: Result) -> Optional[float]:
@@ -50,9 +55,9 @@ def _max_train(r: Result) -> Optional[float]:
 
 
 METRICS = (
-    ScaleMetric("forward_macs", "forward MACs/image (G)", _macs),
-    ScaleMetric("peak_train_memory", "peak train memory (GiB)", _train_memory),
-    ScaleMetric("max_train_batch", "max train batch (images)", _max_train),
+    ScaleMetric("forward_macs", "forward MACs/image (G)", _macs, "MACs"),
+    ScaleMetric("peak_train_memory", "peak train memory (GiB)", _train_memory, "memory"),
+    ScaleMetric("max_train_batch", "max train batch (images)", _max_train, "max batch"),
 )
 
 
@@ -187,45 +192,66 @@ def render_scale_markdown(results: Sequence[Result], adapts: Mapping[str, str], 
 
 
 def scale_chart(results: Sequence[Result], adapts: Mapping[str, str]) -> Optional[Figure]:
-    """Three log-log panels, cost against image size, one line per model coloured by family; the
-    fitted exponent in each legend; dashed, marked lines for models whose layers change with size."""
+    """Log-log panels, cost against image size, one line per model coloured by family, dashed and
+    marked where the model's layers change with size; one legend, in the cell beside the panels, names
+    each model once with its fitted exponent in every panel."""
     panels = [(m, s) for m in METRICS if (s := scale_series(results, m))]
     if not panels:
         return None
     marks = rule_marks(adapts)
-    fig = Figure(figsize=(6.0 * len(panels), 7.2), layout="constrained")
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    models = list(dict.fromkeys(one.model_name for _, series in panels for one in series))
+    legend_cols = 1 if len(models) <= LEGEND_ROWS else 2
+    cells = len(panels) + 1                       # the panels, then the legend's cell
+    cols = 2 if cells == 4 else cells
+    rows = -(-cells // cols)
+    entry_lines = -(-len(models) // legend_cols) + 2 + len(marks)  # entries, title, the dashed line, rules
+    height = max(SCALE_PANEL[1], LEGEND_LINE_IN * entry_lines + 0.4)  # the legend's cell holds it all
+    fig, axes = new_figure(rows, cols, panel=(SCALE_PANEL[0], height), extra_height=0.7)
+    style = {}
     for ax, (metric, series) in zip(axes, panels):
-        seen: dict[str, int] = {}
         for one in series:
             family = one.family or "other"
-            index = seen[family] = seen.get(family, -1) + 1
+            if one.model_name not in style:
+                index = sum(f == family for f, _ in style.values())
+                style[one.model_name] = (family, MARKERS[index % len(MARKERS)])
             rule = adapts.get(one.model_name, "")
             ax.plot(one.image_sizes_px, one.values, color=FAMILY_COLOURS.get(family, OTHER_COLOUR),
-                    marker=MARKERS[index % len(MARKERS)], linestyle="--" if rule else "-", markersize=5,
-                    label=f"{_marked(one.model_name, adapts, marks)}  k = {_exponent_text(one.exponent)}",
+                    marker=style[one.model_name][1], linestyle="--" if rule else "-", markersize=5,
                     gid=f"{metric.key}|{one.model_name}")
         sizes = sorted({s for one in series for s in one.image_sizes_px})
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.xaxis.set_major_locator(FixedLocator(sizes))
-        ax.xaxis.set_major_formatter(FormatStrFormatter("%d"))
+        ax.xaxis.set_major_formatter(PLAIN_TICKS)
         ax.xaxis.set_minor_locator(NullLocator())
         ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.tick_params(axis="x", labelsize=8, labelrotation=45)
+        ax.tick_params(axis="x", labelsize=8, labelrotation=45 if len(sizes) > 4 else 0)
+        ax.tick_params(axis="y", labelsize=8)
         values = [v for one in series for v in one.values]
         plain_log(ax.yaxis, decades=math.log10(max(values) / min(values)))
-        ax.set_xlabel("image size (px, square input)")
-        ax.set_ylabel(_axis_label(metric, results))
+        ax.set_xlabel("image size (px, square input)", fontsize=9)
+        ax.set_ylabel(_axis_label(metric, results), fontsize=9)
+        ax.set_title(metric.label.split(" (")[0], fontsize=10)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.17), ncols=2, frameon=False,
-                  title="model (k: cost ∝ size^k)", title_fontsize=8)
-    fig.suptitle(f"Cost against image size, log-log, on {_conditions(results)}", fontsize=11)
+    key = axes[len(panels)]
+    for ax in axes[len(panels):]:
+        ax.set_axis_off()
+    exponents = {m.key: {one.model_name: one.exponent for one in series} for m, series in panels}
+    handles = []
+    for name in models:
+        family, marker = style[name]
+        ks = " · ".join(_exponent_text(exponents[m.key].get(name)) for m, _ in panels)
+        handles.append(Line2D([], [], color=FAMILY_COLOURS.get(family, OTHER_COLOUR), marker=marker, markersize=5,
+                              linestyle="--" if adapts.get(name) else "-",
+                              label=f"{_marked(name, adapts, marks)}   k = {ks}"))
     if marks:
-        fig.text(0.5, 0.005, "dashed: the layers change with the image size. "
-                 + "; ".join(f"{mark} {rule}" for rule, mark in marks.items()),
-                 ha="center", va="bottom", fontsize=8)
-        fig.get_layout_engine().set(rect=(0, 0.03, 1, 0.97))
+        handles.append(Line2D([], [], color="0.4", linestyle="--", label="dashed: layers change with the image size"))
+        handles += [Line2D([], [], linestyle="", label=f"{mark} {rule}") for rule, mark in marks.items()]
+    key.legend(handles=handles, loc="upper left", ncols=legend_cols, fontsize=7.5, frameon=False, borderaxespad=0,
+               title="model   k (cost ∝ size^k) of " + " · ".join(m.short for m, _ in panels),
+               title_fontsize=8, alignment="left")
+    fitted_title(fig, f"Cost against image size, log-log\n{_conditions(results)}", 10)
+    freeze_layout(fig)
     return fig
 
 

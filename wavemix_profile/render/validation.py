@@ -12,9 +12,9 @@ from typing import Optional, Sequence
 from ..models import PAPER
 from ..results import MaxBatchResult, Result
 from ..validation.checks import CheckRecord
-from .columns import MISSING
+from .columns import MISSING, format_number
 from .markdown import _md, _table
-from .paper import GIB, METRIC_LABELS, MEASURED_UNITS, PaperComparison, compare_with_paper, device_of
+from .paper import GIB, METRIC_LABELS, MEASURED_UNITS, PaperComparison, compare_with_paper, device_of, ratio_text
 
 LOWER_IS_BETTER = {"gpu_train_batch64", "params"}
 
@@ -87,7 +87,8 @@ def _repeats(data: ValidationData) -> list[str]:
         worst = max(cv for cv in (t.train_cv, t.infer_cv) if cv is not None)
         within = worst <= data.cv_target
         rows.append([_md(r.model_name), str(s.warmup_steps), f"{s.timed_iterations} x {s.repeats}",
-                     f"{t.train_images_per_s:.4g}", f"{t.train_cv:.2%}", f"{t.infer_images_per_s:.4g}",
+                     format_number(t.train_images_per_s, "images/s"), f"{t.train_cv:.2%}",
+                     format_number(t.infer_images_per_s, "images/s"),
                      f"{t.infer_cv:.2%}", "yes" if within else "no"])
         verdicts.append((r.model_name, within))
     if not rows:
@@ -201,17 +202,18 @@ def contradictions(comparisons: Sequence[PaperComparison]) -> list[str]:
                 if paper * ours < 0:
                     word = "better" if paper > 0 else "worse"
                     out.append(f"Table {table}, {METRIC_LABELS[metric]} at {size} px: the paper has {a.model} "
-                               f"{word} than {b.model} ({a.paper_value:g} vs {b.paper_value:g}); measured, it is "
-                               f"the other way round ({a.measured_value:.4g} vs {b.measured_value:.4g} "
-                               f"{MEASURED_UNITS[metric]}).")
+                               f"{word} than {b.model} ({a.paper_value:,g} vs {b.paper_value:,g}); measured, it is "
+                               f"the other way round ({format_number(a.measured_value, a.unit)} vs "
+                               f"{format_number(b.measured_value, b.unit)} {MEASURED_UNITS[metric]}).")
     return out
 
 
 def _paper(data: ValidationData) -> list[str]:
     comparisons = compare_with_paper(data.compare)
     lines = _section("Paper against measured", data, "compare", f"{PAPER}. Ratios are measured / paper.")
-    rows = [[str(c.table), _md(c.model), str(c.image_size), METRIC_LABELS[c.metric], f"{c.paper_value:g}",
-             f"{c.measured_value:.4g} {c.unit}", f"{c.ratio:.2f}"] for c in comparisons]
+    rows = [[str(c.table), _md(c.model), str(c.image_size), METRIC_LABELS[c.metric], f"{c.paper_value:,g}",
+             f"{format_number(c.measured_value, c.unit)} {c.unit}", ratio_text(c.ratio) or MISSING]
+            for c in comparisons]
     if not rows:
         return lines + ["Not run yet.", ""]
     found = contradictions(comparisons)
