@@ -171,6 +171,11 @@ def slow_models(tmp_path: Path) -> Path:
         import torch.nn as nn
         HERE = pathlib.Path({str(tmp_path)!r})
 
+        def mark(name):  # whole or absent: a reader never sees the file empty
+            part = HERE / f".{{name}}.{{os.getpid()}}"
+            part.write_text(str(os.getpid()))
+            os.replace(part, HERE / name)
+
         class Slow(nn.Module):
             def __init__(self, role, num_classes):
                 super().__init__()
@@ -180,10 +185,10 @@ def slow_models(tmp_path: Path) -> Path:
                 from torch._subclasses.fake_tensor import FakeTensor
                 fake = isinstance(x, FakeTensor)
                 if self.role == "busy":
-                    (HERE / "busy.pid").write_text(str(os.getpid()))
+                    mark("busy.pid")
                     time.sleep(0.2)
                 elif not fake and x.shape[0] == {TIMED_BATCH}:
-                    (HERE / "timer.pid").write_text(str(os.getpid()))
+                    mark("timer.pid")
                     time.sleep(0.5)
                 return self.linear(x.mean((2, 3)))
 
