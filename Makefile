@@ -15,7 +15,7 @@ ifneq ($(filter-out cpu,$(TORCH)),)
 $(error TORCH is cpu or unset, not '$(TORCH)')
 endif
 
-# The GPU machine (README, "Running the validation on a GPU") has Python 3.12 with torch, no venv and no
+# The GPU machine (docs/gpu-validation.md, "Running the validation on a GPU") has Python 3.12 with torch, no venv and no
 # package index. `make gpu-wheels` here puts the wheels it lacks into $(WHEELS)/; there, `make gpu-install`
 # installs them and this tree into $(SITE), with $(GPU_PYTHON).
 WHEELS := .whl
