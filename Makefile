@@ -1,5 +1,7 @@
 # Two commands a newcomer needs: `make demo` and `make test`. Each sets up .venv itself,
 # and does nothing more when pyproject.toml and constraints.txt have not changed.
+# `make demo` writes into $(SCRATCH) (git-ignored); only `make reference` rewrites the committed
+# reference run in $(REFERENCE).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -13,7 +15,7 @@ ifneq ($(filter-out cpu,$(TORCH)),)
 $(error TORCH is cpu or unset, not '$(TORCH)')
 endif
 
-# The GPU machine (README, "Running the validation on a GPU") has Python 3.12 with torch, no venv and no
+# The GPU machine (docs/gpu-validation.md, "Running the validation on a GPU") has Python 3.12 with torch, no venv and no
 # package index. `make gpu-wheels` here puts the wheels it lacks into $(WHEELS)/; there, `make gpu-install`
 # installs them and this tree into $(SITE), with $(GPU_PYTHON).
 WHEELS := .whl
@@ -36,8 +38,12 @@ endif
 # validate-gpu with PACK=FILE stops validate after LIMIT seconds and packs what it wrote under reports/
 # into FILE; keep LIMIT about 60 s under the device call's limit.
 LIMIT ?= 540
+# Where `make demo` writes (git-ignored), and the committed reference run that `make reference` rewrites:
+# this project's 2-core CPU machine's. On another machine, name another folder: REFERENCE=reports/NAME.
+SCRATCH ?= reports/local
+REFERENCE ?= reports/cpu-amd-epyc
 
-.PHONY: demo test test-gpu bench clean gpu-wheels gpu-install validate-gpu
+.PHONY: demo reference test test-gpu bench clean gpu-wheels gpu-install validate-gpu
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -47,7 +53,16 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/wavemix-profile compare
+	$(VENV)/bin/wavemix-profile compare --out $(SCRATCH)
+	@echo "make demo wrote $(SCRATCH)/ (git-ignored); the committed reference $(REFERENCE)/ changes only by make reference"
+
+# The committed reference: the same comparison measured anew (its store emptied first, so no earlier
+# record lingers), then paper-fit's section of report.md and paper_fit.json. `git diff $(REFERENCE)`
+# shows what changed; commit it deliberately. scale/ and timeline/ are not remade (docs/paper.md).
+reference: $(STAMP)
+	rm -f $(REFERENCE)/results.jsonl
+	$(VENV)/bin/wavemix-profile compare --out $(REFERENCE)
+	$(VENV)/bin/wavemix-profile paper-fit --out $(REFERENCE)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadgroup

@@ -268,9 +268,9 @@ def test_an_old_stored_record_still_resumes(tmp_path):
     assert store.path.read_text(encoding="utf-8").count("\n") == 1
 
 
-def test_the_readme_holds_the_table_as_the_module_renders_it():
-    readme = (HERE.parent / "README.md").read_text(encoding="utf-8")
-    assert render_overhead_figures() in readme, "paste render_overhead_figures() into the README's band section"
+def test_the_docs_hold_the_table_as_the_module_renders_it():
+    page = (HERE.parent / "docs" / "prediction.md").read_text(encoding="utf-8")
+    assert render_overhead_figures() in page, "paste render_overhead_figures() into docs/prediction.md's band section"
 
 
 # --- on a GPU -------------------------------------------------------------------------------------

@@ -1,14 +1,17 @@
-"""The README's commands, run as written (a doc test).
+"""The commands of README.md and docs/*.md, run as written (a doc test).
 
-Every command line in the README's fenced code blocks (a line that starts with `wavemix-profile`,
-`.venv/bin/`, `make`, `python` or a `$ ` prompt) runs here with bash, in the README's order, in a copy
-of the project's files with `.venv` linked in and the project's `.venv/bin` first on PATH, so that what
-the commands write under reports/ never touches the committed reports. Each must exit 0, or the code
-its line names (`# exit code N`). A code block whose first line is `# NAME.py` or `# NAME.csv` is a file
-the README asks the reader to write: it is written into the copy first.
+Every command line in their fenced code blocks (a line that starts with `wavemix-profile`, `.venv/bin/`,
+`make`, `python` or a `$ ` prompt; in a block with a prompt, only its prompted lines, the rest being
+output) runs here with bash, in one copy of the project's files with `.venv` linked in and the
+project's `.venv/bin` first on PATH, so that what the commands write under reports/ never touches the
+committed reports: README.md's first, in its order, then each file of docs/ in name
+order, so a page may use what the README's commands wrote (docs/models.md's `--resume` takes
+README.md's WaveMix-16/5; docs/paper.md charts the small_cnn of docs/models.md). Each must exit 0, or
+the code its line names (`# exit code N`). A code block whose first line is `# NAME.py` or `# NAME.csv`
+is a file a page asks the reader to write: every page's are written into the copy first.
 
 A command that cannot run on this machine is listed in NOT_RUN with the reason; nothing else is
-skipped, so a command added to the README fails here until it runs or is listed.
+skipped, so a command added to a page fails here until it runs or is listed.
 """
 from __future__ import annotations
 
@@ -27,9 +30,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
+DOCS = [README, *sorted((ROOT / "docs").glob("*.md"))]  # the order their commands run in
 
 NOT_RUN = {
-    "make demo": "the whole zoo at 32 and 64 px, about four and a half minutes on 2 cores: the reference report's run",
+    "make demo": "the whole zoo at 32 and 64 px, minutes on 2 cores: the same comparison as the reference run",
     "make test": "runs this test suite, this test included",
     "make demo TORCH=cpu": "installs torch from PyTorch's CPU wheel index, which this machine's network does not reach",
     'make validate-gpu PACK=$OUT/reports.tgz ARGS="--time-limit 480"': "needs a CUDA device: the GPU machine's command",
@@ -85,11 +89,13 @@ def commands(text: str) -> list[Command]:
                 continue
             joined.append(pending + line)
             pending = ""
+        # a block with a `$ ` prompt is a terminal session: its other lines are output, whatever they start with
+        prompted = any(line.strip().startswith("$ ") for line in joined)
         for line in joined:
             line = line.strip()
             if line.startswith("$ "):
                 line = line[2:].strip()
-            elif not COMMAND.match(line):
+            elif prompted or not COMMAND.match(line):
                 continue
             key = " ".join(re.sub(r"\s#.*$", "", line).split())
             code = EXIT_CODE.search(line)
@@ -116,11 +122,6 @@ def project_copy(dest: Path) -> None:
     (dest / ".venv").symlink_to(ROOT / ".venv", target_is_directory=True)
 
 
-def tree_digest(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file() and not p.name.endswith(".lock")}
-
-
 # --- the parser, on text written for it ----------------------------------------------------------
 
 SAMPLE = '''
@@ -128,11 +129,16 @@ Prose with `wavemix-profile inline` code, not run.
 
 ```
 .venv/bin/wavemix-profile list                 # a comment
-$ make demo
+make demo
 wavemix-profile compare --models A \\
     B --image-sizes 32
 wavemix-profile profile nope    # exit code 2
 | a table | wavemix-profile |
+```
+
+```
+$ wavemix-profile list
+          wavemix-profile model registry (an output line)
 ```
 
 1. A step:
@@ -152,33 +158,56 @@ def test_the_parser_finds_every_command_line_and_file_block():
     found = commands(SAMPLE)
     assert [c.key for c in found] == [".venv/bin/wavemix-profile list", "make demo",
                                       "wavemix-profile compare --models A B --image-sizes 32",
-                                      "wavemix-profile profile nope", "python3 -m wavemix_profile --version"]
-    assert found[0].line.endswith("# a comment") and [c.exit_code for c in found] == [0, 0, 0, 2, 0]
+                                      "wavemix-profile profile nope", "wavemix-profile list",
+                                      "python3 -m wavemix_profile --version"]
+    assert found[0].line.endswith("# a comment") and [c.exit_code for c in found] == [0, 0, 0, 2, 0, 0]
     assert files_to_write(SAMPLE) == {"mine.py": "# mine.py\nimport torch\n"}
 
 
-# --- the README ---------------------------------------------------------------------------------------
+# --- README.md and docs/*.md ---------------------------------------------------------------------------
 
-def test_not_run_names_only_commands_the_readme_shows():
-    shown = {c.key for c in commands(README.read_text(encoding="utf-8"))}
+def documented() -> list[tuple[Path, str]]:
+    return [(path, path.read_text(encoding="utf-8")) for path in DOCS]
+
+
+def test_not_run_names_only_commands_the_pages_show():
+    shown = {c.key for _, text in documented() for c in commands(text)}
     assert set(NOT_RUN) <= shown, f"stale NOT_RUN entries: {sorted(set(NOT_RUN) - shown)}"
 
 
-COMMAND_LIMIT_S = 240  # a hang guard for one command, not a speed test: the README's commands together take ~2 min
+def test_every_page_is_read_and_shows_commands():
+    names = [path.relative_to(ROOT).as_posix() for path in DOCS]
+    assert names[0] == "README.md" and "docs/measurements.md" in names and "docs/scaling-out.md" in names
+    # the pages that explain a command show it: the parser must find theirs
+    for path, text in documented():
+        if path.name in ("README.md", "measurements.md", "prediction.md", "scaling-out.md", "paper.md"):
+            assert commands(text), path
+
+
+def tracked_reports() -> dict[str, str]:
+    """Digests of the committed files under reports/ (reports/local/, `make demo`'s, is not one)."""
+    listed = subprocess.run(["git", "ls-files", "-z", "reports"], cwd=ROOT, capture_output=True, check=True,
+                            timeout=60).stdout.decode().split("\0")
+    return {name: hashlib.sha256((ROOT / name).read_bytes()).hexdigest()
+            for name in filter(None, listed) if (ROOT / name).is_file()}
+
+
+COMMAND_LIMIT_S = 240  # a hang guard for one command, not a speed test: all commands together take ~4 min
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_every_readme_command_runs_as_written(tmp_path):
-    text = README.read_text(encoding="utf-8")
-    to_run = [c for c in commands(text) if c.key not in NOT_RUN]
-    assert len(to_run) >= 8, [c.key for c in to_run]  # the parser still finds the README's commands
+def test_every_documented_command_runs_as_written(tmp_path):
+    pages = documented()
+    to_run = [c for _, text in pages for c in commands(text) if c.key not in NOT_RUN]
+    assert len(to_run) >= 20, [c.key for c in to_run]  # the parser still finds the pages' commands
     project_copy(tmp_path)
-    for name, body in files_to_write(text).items():
-        (tmp_path / name).write_text(body, encoding="utf-8")
+    for _, text in pages:
+        for name, body in files_to_write(text).items():
+            (tmp_path / name).write_text(body, encoding="utf-8")
     env = {**os.environ, "PATH": os.pathsep.join([str(ROOT / ".venv" / "bin"), os.environ.get("PATH", "")]),
            "COLUMNS": "200"}
-    before = tree_digest(ROOT / "reports")
+    before = tracked_reports()
     failed = []
     for command in to_run:
         started = time.monotonic()
@@ -191,14 +220,14 @@ def test_every_readme_command_runs_as_written(tmp_path):
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.communicate()
                 failed.append(f"{command.line}\n  still running after {COMMAND_LIMIT_S} s: show a cheaper "
-                              "equivalent in the README, or list it in NOT_RUN with the reason")
+                              "equivalent on the page, or list it in NOT_RUN with the reason")
                 continue
-        print(f"{time.monotonic() - started:6.1f} s  exit {proc.returncode}  {command.key}")  # for a slow README
+        print(f"{time.monotonic() - started:6.1f} s  exit {proc.returncode}  {command.key}")  # for slow pages
         if proc.returncode != command.exit_code:
             failed.append(f"{command.line}\n  exit {proc.returncode}, expected {command.exit_code}; "
                           f"stderr tail: {stderr[-600:]}")
     assert not failed, "\n".join(failed)
-    assert tree_digest(ROOT / "reports") == before, "a README command changed the committed reports"
+    assert tracked_reports() == before, "a documented command changed the committed reports"
 
 
 # --- the CPU-only install route (`make demo TORCH=cpu`) ------------------------------------------------

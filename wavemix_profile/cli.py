@@ -156,7 +156,7 @@ def _add_measure_options(p: argparse.ArgumentParser, *, single_size: bool, max_b
 
 
 def _add_scale_out(p: argparse.ArgumentParser) -> None:
-    """compare on several devices of this node, or on a Ray cluster (README: Scaling out)."""
+    """compare on several devices of this node, or on a Ray cluster (docs/scaling-out.md)."""
     p.add_argument("--devices", nargs="+", default=None, metavar="DEVICE",
                    help="measure on these GPUs in parallel, one measuring process per GPU at a time: cuda:0 cuda:1 "
                         "..., or all; `cpu cpu` gives two CPU lanes, each timing alone (the default on a CPU "
@@ -169,8 +169,19 @@ def _add_scale_out(p: argparse.ArgumentParser) -> None:
                    help="with --ray, measure every model on each of these Ray accelerator types (H100 A100 V100 ...)")
 
 
+# The README's questions, one command each; `wavemix-profile COMMAND --help` has each command's own.
+TOP_LEVEL_EXAMPLES = """examples:
+  wavemix-profile max-batch timm:resnet18 --image-size 64 --target-gpu 'RTX 4090'  # the largest batch on that GPU
+  wavemix-profile compare --models WaveMix-16/5 torchvision:resnet18 --image-sizes 32 --out reports/mine
+  wavemix-profile profile WaveMix-128/7 --image-size 64     # per-module MACs, what the memory consists of
+  wavemix-profile scale --models ResNet-18 WaveMix-128/7    # cost against image size
+
+every command has --help with examples: wavemix-profile COMMAND --help"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="wavemix-profile", description=__doc__.splitlines()[0], formatter_class=RAW)
+    parser = _Parser(prog="wavemix-profile", description=__doc__.splitlines()[0], formatter_class=RAW,
+                     epilog=TOP_LEVEL_EXAMPLES)
     parser.add_argument("--version", action="version", version=f"wavemix-profile {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
