@@ -202,7 +202,7 @@ def render_markdown(results: Sequence[Result], *, command: Optional[str] = None,
 
 
 def render_overhead_figures() -> str:
-    """The figures of cuda_overheads.py as one Markdown table (the README's): each overhead once,
+    """The figures of cuda_overheads.py as one Markdown table (docs/prediction.md's): each overhead once,
     where it applies, its size, what it rests on and its source."""
     from ..cuda_overheads import CONTEXT, GENERATIONS, LIBRARIES, MEASURED_OUTSIDE, STEP_KERNELS, cublas_workspace
     rows = [("outside the allocator, all of it", f"{gen}, CUDA {major}, {loading} loading", figure)
