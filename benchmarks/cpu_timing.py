@@ -18,9 +18,9 @@ import time
 import torch
 
 from wavemix_profile.models import get_entry
-from wavemix_profile.results import CPU_QUICK_TIMING
-from wavemix_profile.throughput import TimingSettings, measure_throughput
-from wavemix_profile.training import StepConfig, TrainStep
+from wavemix_profile.core.results import CPU_QUICK_TIMING
+from wavemix_profile.measure.throughput import TimingSettings, measure_throughput
+from wavemix_profile.sources.training import StepConfig, TrainStep
 
 DEFAULT_MODELS = ("ResNet-18", "ResNet-50", "2D FNet-64/5", "2D MLP-Mixer-64/5", "ConvMixer-256/8", "ViT-128/4x4",
                   "CCT-128/4x4", "WaveMix-16/5", "WaveMix-64/5", "WaveMix-128/7")

@@ -29,7 +29,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from wavemix_profile.worker import TIMED_PHASE, TRACE_ENV
+from wavemix_profile.run.worker import TIMED_PHASE, TRACE_ENV
 
 COMMAND = ".venv/bin/python benchmarks/demo_breakdown.py"
 ORDER = ("start-up and imports", "fork server start-up and imports", "fork", "set-up", "params", "flops", "memory", "max-batch (train)",

@@ -142,12 +142,12 @@ def predict(row: Row) -> Outcome:
     if row.source == "timm":
         from timm.layers import set_fused_attn
         set_fused_attn(False)
-    from wavemix_profile.gpus import card_budget
-    from wavemix_profile.memory import CpuEstimator
-    from wavemix_profile.probes import device_fit, search_max_batch
-    from wavemix_profile.results import Settings
-    from wavemix_profile.sources import resolve_source
-    from wavemix_profile.training import StepConfig
+    from wavemix_profile.core.gpus import card_budget
+    from wavemix_profile.measure.memory import CpuEstimator
+    from wavemix_profile.measure.probes import device_fit, search_max_batch
+    from wavemix_profile.core.results import Settings
+    from wavemix_profile.sources.sources import resolve_source
+    from wavemix_profile.sources.training import StepConfig
     torch.set_num_threads(int(os.environ.get("EXTERNAL_THREADS", torch.get_num_threads())))
     settings = Settings(model=row.model, image_size=row.image_size, **row.settings)
     if settings.target_gpu:   # what the command line does: the named card's memory is the budget

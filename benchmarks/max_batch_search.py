@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass
 from typing import Callable
 
-from wavemix_profile.maxbatch import ProbeOutcome, doubling_bisection, find_max_batch
+from wavemix_profile.measure.maxbatch import ProbeOutcome, doubling_bisection, find_max_batch
 
 COMMAND = ".venv/bin/python benchmarks/max_batch_search.py"
 BUDGET_BYTES = 16 * 2**30

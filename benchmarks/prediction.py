@@ -19,13 +19,13 @@ import time
 
 import torch
 
-from wavemix_profile.memory import CpuEstimator
+from wavemix_profile.measure.memory import CpuEstimator
 from wavemix_profile.models import PAPER_ZOO, get_entry
-from wavemix_profile.probes import search_max_batch
+from wavemix_profile.measure.probes import search_max_batch
 from wavemix_profile.render.paper import PAPER_BUDGET_BYTES
-from wavemix_profile.results import Result, Settings
-from wavemix_profile.store import Store
-from wavemix_profile.training import StepConfig
+from wavemix_profile.core.results import Result, Settings
+from wavemix_profile.store.store import Store
+from wavemix_profile.sources.training import StepConfig
 
 GOAL = 0.10   # predicted within 10% of measured
 

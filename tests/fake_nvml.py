@@ -1,6 +1,6 @@
 """A stand-in for the pynvml module on a machine without an NVIDIA GPU.
 
-It answers the NVML calls wavemix_profile.nvml makes from a table of devices in NVML's (PCI) order,
+It answers the NVML calls wavemix_profile.measure.nvml makes from a table of devices in NVML's (PCI) order,
 and raises its NVMLError for a device or feature it does not have, as the real library does.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ class FakeGpu:
 
 
 class FakeNvml:
-    """Module-like: pass it where wavemix_profile.nvml takes an NVML module."""
+    """Module-like: pass it where wavemix_profile.measure.nvml takes an NVML module."""
 
     NVMLError = NVMLError
 

@@ -4,7 +4,7 @@ large pool (20 MiB segments under 10 MiB, else the request rounded up to 2 MiB);
 then address; a rest split off when >= 512 B (small) or > 1 MiB (large); neighbours merge on free."""
 import pytest
 
-from wavemix_profile.allocator import (MIB, Alloc, Allocator, AllocatorOutOfMemory, Free, Segment,
+from wavemix_profile.estimate.allocator import (MIB, Alloc, Allocator, AllocatorOutOfMemory, Free, Segment,
                                        round_request, segment_bytes)
 
 

@@ -9,8 +9,8 @@ import torch.nn as nn
 
 from factories import tiny_cnn
 from wavemix_profile import measure_model
-from wavemix_profile.errors import BadInputError
-from wavemix_profile.fake_log import FAKE_TENSOR_LOGGER, quiet_fake_errors
+from wavemix_profile.core.errors import BadInputError
+from wavemix_profile.measure.fake_log import FAKE_TENSOR_LOGGER, quiet_fake_errors
 
 # What torch's fake-tensor logger printed for every model instance measured (19 lines of it).
 NOISE = ("failed while attempting to run meta", "fake_tensor.py", "Traceback")

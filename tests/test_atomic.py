@@ -11,10 +11,10 @@ from matplotlib.backends.backend_agg import RendererAgg
 from matplotlib.figure import Figure
 from rich.console import Console
 
-from wavemix_profile.atomic import replacing, write_text
+from wavemix_profile.store.atomic import replacing, write_text
 from wavemix_profile.commands.outputs import write_outputs
 from wavemix_profile.render import charts
-from wavemix_profile.results import Result, Settings
+from wavemix_profile.core.results import Result, Settings
 
 
 def test_a_writer_failing_midway_leaves_the_old_file_and_no_temporary(tmp_path):

@@ -5,10 +5,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from wavemix_profile.autocast_policy import (CUDA_POLICY, LOWER, SHARED_LOWER, cpu_autocast_ops,
+from wavemix_profile.estimate.autocast_policy import (CUDA_POLICY, LOWER, SHARED_LOWER, cpu_autocast_ops,
                                              cuda_autocast_ops, cuda_autocast_policy)
-from wavemix_profile.memory import CpuEstimator, cuda_autocast_policy as policy_used_by_estimator
-from wavemix_profile.training import StepConfig
+from wavemix_profile.measure.memory import CpuEstimator, cuda_autocast_policy as policy_used_by_estimator
+from wavemix_profile.sources.training import StepConfig
 
 H, F32 = torch.float16, torch.float32
 
@@ -81,7 +81,7 @@ class SoftmaxHead(nn.Module):
 
 def test_the_estimate_stores_what_cuda_autocast_stores(monkeypatch):
     import contextlib
-    from wavemix_profile import memory
+    from wavemix_profile.measure import memory
     config = StepConfig(device=torch.device("cpu"), amp="fp16", num_classes=1000)
 
     def infer_peak():

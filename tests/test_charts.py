@@ -19,9 +19,9 @@ import pytest
 from matplotlib.colors import to_rgba
 from matplotlib.text import Annotation, Text
 
-from wavemix_profile.accuracy import Accuracy, chart_accuracies, read_accuracy_file
+from wavemix_profile.core.accuracy import Accuracy, chart_accuracies, read_accuracy_file
 from wavemix_profile.commands.outputs import latest_per_key
-from wavemix_profile.errors import BadInputError
+from wavemix_profile.core.errors import BadInputError
 from wavemix_profile.models import FAMILIES, get_entry
 from wavemix_profile.render.chart_accuracy import accuracy_charts, pareto_front, staircase
 from wavemix_profile.render.charts import (CHARTS, FAMILY_COLOURS, images_per_joule, max_batch, memory_vs_params,
@@ -29,8 +29,8 @@ from wavemix_profile.render.charts import (CHARTS, FAMILY_COLOURS, images_per_jo
 from wavemix_profile.render.chart_style import ASPECT_RANGE, DPI, MAX_INCHES, TICK_GAP_PX
 from wavemix_profile.render.paper import GIB, compare_with_paper
 from wavemix_profile.render.scale import scale_chart
-from wavemix_profile.results import result_from_dict
-from wavemix_profile.store import Store
+from wavemix_profile.core.results import result_from_dict
+from wavemix_profile.store.store import Store
 
 ROOT = Path(__file__).parents[1]
 REFERENCE = ROOT / "reports" / "cpu-amd-epyc" / "results.jsonl"

@@ -342,7 +342,7 @@ def test_a_factory_without_num_classes_and_image_size_is_one_line_exit_2(tmp_pat
 
 def test_timm_models_with_a_patch_grid_are_built_at_the_image_size():
     import torch
-    from wavemix_profile.sources import resolve_source
+    from wavemix_profile.sources.sources import resolve_source
     vit = resolve_source("timm:vit_tiny_patch16_224").build(num_classes=10, image_size=32)
     assert vit(torch.randn(1, 3, 32, 32)).shape == (1, 10)
     resnet = resolve_source("timm:resnet18").build(num_classes=10, image_size=32)  # takes no img_size

@@ -12,9 +12,9 @@ from wavemix_profile.cli import main
 from wavemix_profile.commands.outputs import latest_per_key
 from wavemix_profile.render.cross_device import (CHART_NAME, MARKDOWN_NAME, machines, pick_reference,
                                                  render_cross_device)
-from wavemix_profile.results import Settings
-from wavemix_profile.runner import run_all
-from wavemix_profile.store import Store
+from wavemix_profile.core.results import Settings
+from wavemix_profile.run.runner import run_all
+from wavemix_profile.store.store import Store
 
 A100, H100 = "NVIDIA A100-SXM4-80GB", "NVIDIA H100 80GB HBM3"
 MACHINES = {"a": (A100, "node-a", 1.0), "b": (A100, "node-b", 2.0), "c": (H100, "node-c", 4.0)}

@@ -9,21 +9,21 @@ import pytest
 import torch
 from rich.console import Console
 
-from wavemix_profile.allocator import Allocator, AllocatorOutOfMemory
+from wavemix_profile.estimate.allocator import Allocator, AllocatorOutOfMemory
 from wavemix_profile.commands.max_batch import max_batch_table
-from wavemix_profile.cuda_overheads import (BASES, CONTEXT, GENERATIONS, LIBRARIES, MEASURED_OUTSIDE, MIB, ROWS,
+from wavemix_profile.estimate.cuda_overheads import (BASES, CONTEXT, GENERATIONS, LIBRARIES, MEASURED_OUTSIDE, MIB, ROWS,
                                             STEP_KERNELS, band, find_generation, overheads_for, with_device_band)
-from wavemix_profile.errors import BadInputError
-from wavemix_profile.gpus import CARDS
-from wavemix_profile.measure import measure, validate
-from wavemix_profile.memory import CpuEstimator, cpu_memory_result
-from wavemix_profile.probes import device_fit, search_max_batch, target_overheads
+from wavemix_profile.core.errors import BadInputError
+from wavemix_profile.core.gpus import CARDS
+from wavemix_profile.measure.measure import measure, validate
+from wavemix_profile.measure.memory import CpuEstimator, cpu_memory_result
+from wavemix_profile.measure.probes import device_fit, search_max_batch, target_overheads
 from wavemix_profile.render.markdown import render_overhead_figures
-from wavemix_profile.results import (KEY_NEUTRAL, Result, Settings, result_from_dict, result_to_json,
+from wavemix_profile.core.results import (KEY_NEUTRAL, Result, Settings, result_from_dict, result_to_json,
                                      to_dict)
-from wavemix_profile.runner import run_all
-from wavemix_profile.store import Store
-from wavemix_profile.training import StepConfig
+from wavemix_profile.run.runner import run_all
+from wavemix_profile.store.store import Store
+from wavemix_profile.sources.training import StepConfig
 
 from factories import linear_probe, tiny_cnn
 

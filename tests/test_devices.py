@@ -14,10 +14,10 @@ import torch
 
 from test_isolation import alive
 from wavemix_profile.cli import main
-from wavemix_profile.devices import DevicePool, parse_devices
-from wavemix_profile.results import Settings
-from wavemix_profile.runner import run_all
-from wavemix_profile.store import Store
+from wavemix_profile.run.devices import DevicePool, parse_devices
+from wavemix_profile.core.results import Settings
+from wavemix_profile.run.runner import run_all
+from wavemix_profile.store.store import Store
 
 NOTHING_TIMED = ("flops", "max-batch", "throughput")
 

@@ -8,11 +8,11 @@ import torch
 
 from factories import tiny_cnn
 from fake_nvml import FakeGpu, FakeNvml
-from wavemix_profile.energy import (RaplMeter, Unavailable, counter_meter, open_energy_meter, rapl_zones,
+from wavemix_profile.measure.energy import (RaplMeter, Unavailable, counter_meter, open_energy_meter, rapl_zones,
                                     wrapped_delta)
-from wavemix_profile.nvml import DeviceIdentity, open_device
-from wavemix_profile.throughput import EnergyUse, TimedBlocks, TimingSettings, energy_use, measure_throughput
-from wavemix_profile.training import StepConfig, TrainStep
+from wavemix_profile.measure.nvml import DeviceIdentity, open_device
+from wavemix_profile.measure.throughput import EnergyUse, TimedBlocks, TimingSettings, energy_use, measure_throughput
+from wavemix_profile.sources.training import StepConfig, TrainStep
 
 UUID = "3b1c6a2e-0d51-a4f7-9e63-0c5d2b7a1f01"
 

@@ -9,7 +9,7 @@ import pytest
 
 from wavemix_profile.render.csv import COLUMNS, render_csv
 from wavemix_profile.render.fields import field_docs, render_field_reference, unit_of
-from wavemix_profile.results import result_from_dict, to_dict, value_at
+from wavemix_profile.core.results import result_from_dict, to_dict, value_at
 
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN_STORE = ROOT / "tests" / "golden" / "results.jsonl"

@@ -13,9 +13,9 @@ import warnings
 import pytest
 
 from test_store import make
-from wavemix_profile.errors import BadInputError
-from wavemix_profile.results import result_to_json, to_dict
-from wavemix_profile.store import Store
+from wavemix_profile.core.errors import BadInputError
+from wavemix_profile.core.results import result_to_json, to_dict
+from wavemix_profile.store.store import Store
 
 PARAMS_ONLY = ("--skip", "flops", "memory", "max-batch", "throughput")
 
@@ -233,7 +233,7 @@ save_figures([("first", Figure()), ("second", Endless())], Path(sys.argv[1]))
 def test_the_process_saving_charts_beside_the_run_dies_with_it(tmp_path):
     from test_outlive import kill_all, wait_for
     from test_signals import gone_within
-    from wavemix_profile.host import usable_cores
+    from wavemix_profile.run.host import usable_cores
     if usable_cores() < 2:
         pytest.skip("one core: every chart is saved in the run's own process")
     saver = tmp_path / "saver.pid"

@@ -7,10 +7,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
 
-from wavemix_profile.flops import (ELEMENTWISE_FLOP_FORMULAS, FLOP_FORMULAS, ZERO_COST_OPS, FlopCount,
+from wavemix_profile.measure.flops import (ELEMENTWISE_FLOP_FORMULAS, FLOP_FORMULAS, ZERO_COST_OPS, FlopCount,
                                    _fake_tallies, count_flops)
 from wavemix_profile.models.dwt import HaarDWT
-from wavemix_profile.results import FlopsResult
+from wavemix_profile.core.results import FlopsResult
 
 
 class Fn(nn.Module):

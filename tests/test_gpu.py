@@ -7,15 +7,15 @@ import pytest
 import torch
 
 from factories import tiny_cnn
-from wavemix_profile.gpus import peak_flops_per_s
-from wavemix_profile.measure import measure
-from wavemix_profile.memory import cuda_memory_result, nvml_used_reader, release_cuda_memory
+from wavemix_profile.core.gpus import peak_flops_per_s
+from wavemix_profile.measure.measure import measure
+from wavemix_profile.measure.memory import cuda_memory_result, nvml_used_reader, release_cuda_memory
 from wavemix_profile.models import create_model
-from wavemix_profile.nvml import DeviceIdentity, identity_of, open_device
-from wavemix_profile.probes import cuda_probe, emulate_budget, is_cuda_oom
-from wavemix_profile.results import Settings
-from wavemix_profile.sampling import PeakSampler
-from wavemix_profile.training import StepConfig, TrainStep
+from wavemix_profile.measure.nvml import DeviceIdentity, identity_of, open_device
+from wavemix_profile.measure.probes import cuda_probe, emulate_budget, is_cuda_oom
+from wavemix_profile.core.results import Settings
+from wavemix_profile.measure.sampling import PeakSampler
+from wavemix_profile.sources.training import StepConfig, TrainStep
 
 pytestmark = pytest.mark.gpu
 
@@ -115,7 +115,7 @@ def test_under_cuda_visible_devices_the_last_card_is_found_by_uuid():
     last = pynvml.nvmlDeviceGetCount() - 1
     expected = pynvml.nvmlDeviceGetUUID(pynvml.nvmlDeviceGetHandleByIndex(last))
     code = ("import torch, pynvml\n"
-            "from wavemix_profile.nvml import identity_of, open_device\n"
+            "from wavemix_profile.measure.nvml import identity_of, open_device\n"
             "print(pynvml.nvmlDeviceGetUUID(open_device(identity_of(torch.device('cuda', 0))).handle))\n")
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": str(last), "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
@@ -180,7 +180,7 @@ def _op_dtypes(model, x, autocast):
 @pytest.mark.parametrize("name", ["ViT-128/4x4", "CCT-128/4x4", "CvT-128/4x4", "Hybrid ViN-128/4x4",
                                   "2D MLP-Mixer-64/5", "2D FNet-64/5", "WaveMix-128/7", "ResNet-18"])
 def test_the_cpu_emulation_of_cuda_autocast_gives_cuda_s_dtypes_call_by_call(name):
-    from wavemix_profile.autocast_policy import cuda_autocast_policy
+    from wavemix_profile.estimate.autocast_policy import cuda_autocast_policy
     from wavemix_profile.models import create_model
     torch.manual_seed(0)
     model = create_model(name, num_classes=100, image_size=32)
@@ -196,8 +196,8 @@ def test_the_cpu_emulation_of_cuda_autocast_gives_cuda_s_dtypes_call_by_call(nam
 def test_predicted_reserved_is_within_10_percent_of_the_measured(name):
     from dataclasses import replace
 
-    from wavemix_profile.cuda_overheads import band, overheads_for
-    from wavemix_profile.memory import CpuEstimator, cpu_memory_result
+    from wavemix_profile.estimate.cuda_overheads import band, overheads_for
+    from wavemix_profile.measure.memory import CpuEstimator, cpu_memory_result
     config = StepConfig(device=torch.device("cuda"), amp="fp16", num_classes=100)
 
     def build():

@@ -1,8 +1,8 @@
 """GPU peak lookup: exact names after normalisation, every table entry against its datasheet figure."""
 import pytest
 
-from wavemix_profile.gpu_peaks import normalise_name
-from wavemix_profile.gpus import CARDS, peak_flops_per_s
+from wavemix_profile.core.gpu_peaks import normalise_name
+from wavemix_profile.core.gpus import CARDS, peak_flops_per_s
 
 T = 1e12
 # Each name as torch.cuda.get_device_name reports it, with its dense datasheet figures in TFLOP/s:
@@ -86,7 +86,7 @@ def test_unknown_precision_is_an_error():
 # --- wiring: measure looks the peak up by the environment's device name -------------------------------
 
 def tiny_settings(**kw):
-    from wavemix_profile.results import Settings
+    from wavemix_profile.core.results import Settings
     return Settings(model="python:factories:tiny_cnn", image_size=16, batch_size=4, num_classes=10,
                     throughput_batch_size=2, warmup_steps=1, timed_iterations=1, repeats=2, **kw)
 
@@ -98,9 +98,9 @@ def tiny_settings(**kw):
 ])
 def test_throughput_stage_turns_the_device_name_into_mfu(device_name, amp, peak_tflops):
     from factories import tiny_cnn
-    from wavemix_profile.measure import _throughput
-    from wavemix_profile.results import FlopsResult
-    from wavemix_profile.training import StepConfig
+    from wavemix_profile.measure.measure import _throughput
+    from wavemix_profile.core.results import FlopsResult
+    from wavemix_profile.sources.training import StepConfig
     settings = tiny_settings(amp=amp)
     flops = FlopsResult(forward_macs_per_image=500, forward_flops_per_image=1_000, train_step_flops_per_image=3_700,
                         uncounted_ops=(), fvcore_macs_per_image=None, fvcore_unsupported_ops=(), convention="")
@@ -114,7 +114,7 @@ def test_throughput_stage_turns_the_device_name_into_mfu(device_name, amp, peak_
 
 
 def test_measure_on_the_cpu_has_no_mfu():
-    from wavemix_profile.measure import measure
+    from wavemix_profile.measure.measure import measure
     result = measure(tiny_settings(skip=("memory", "max-batch")))
     assert result.environment.device_name.startswith("CPU")
     assert result.flops.train_step_flops_per_image > 0 and result.throughput.train_images_per_s > 0

@@ -9,12 +9,12 @@ import time
 import pytest
 
 from wavemix_profile.models import UnknownModelError
-from wavemix_profile.forkserver import FORK_SERVER_ENV
-from wavemix_profile.isolation import iter_isolated, run_isolated
-from wavemix_profile.results import Settings
-from wavemix_profile.runner import Sequential, run_all
-from wavemix_profile.store import Store
-from wavemix_profile.worker import TRACE_ENV
+from wavemix_profile.run.forkserver import FORK_SERVER_ENV
+from wavemix_profile.run.isolation import iter_isolated, run_isolated
+from wavemix_profile.core.results import Settings
+from wavemix_profile.run.runner import Sequential, run_all
+from wavemix_profile.store.store import Store
+from wavemix_profile.run.worker import TRACE_ENV
 
 QUICK = ("flops", "max-batch", "throughput")
 
@@ -46,9 +46,9 @@ def test_bad_request_stores_nothing(tmp_path):
 
 DRIVER = textwrap.dedent("""
     import sys
-    from wavemix_profile.results import Settings
-    from wavemix_profile.runner import Sequential, run_all
-    from wavemix_profile.store import Store
+    from wavemix_profile.core.results import Settings
+    from wavemix_profile.run.runner import Sequential, run_all
+    from wavemix_profile.store.store import Store
     sizes = [8, 12, 16, 20, 24]
     requests = [Settings(model="python:factories:tiny_cnn", image_size=s, batch_size=2, num_classes=10,
                          skip=("flops", "max-batch", "throughput")) for s in sizes]

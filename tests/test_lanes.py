@@ -12,10 +12,10 @@ import textwrap
 import time
 from pathlib import Path
 
-from wavemix_profile.isolation import TimeAlone
-from wavemix_profile.results import Settings
-from wavemix_profile.runner import Lanes, Sequential, default_cpu_lanes, local_executor, run_all
-from wavemix_profile.store import Store
+from wavemix_profile.run.isolation import TimeAlone
+from wavemix_profile.core.results import Settings
+from wavemix_profile.run.runner import Lanes, Sequential, default_cpu_lanes, local_executor, run_all
+from wavemix_profile.store.store import Store
 
 # Each count is written whole and renamed over the last, so that a process stopped mid-write
 # never leaves an empty file behind.
@@ -85,7 +85,7 @@ def test_no_child_starts_while_one_times_and_none_after_the_run_stops(tmp_path):
     alone.kill_all()
     for proc in (timer, *started):
         proc.wait(timeout=10)
-    from wavemix_profile.isolation import RunClosed
+    from wavemix_profile.run.isolation import RunClosed
     try:
         alone.start(lambda: _counter(tmp_path / "never"))
     except RunClosed:

@@ -8,8 +8,8 @@ import random
 
 import pytest
 
-from wavemix_profile.errors import BadInputError
-from wavemix_profile.maxbatch import (ProbeOutcome, doubling_bisection, find_max_batch, format_bytes,
+from wavemix_profile.core.errors import BadInputError
+from wavemix_profile.measure.maxbatch import (ProbeOutcome, doubling_bisection, find_max_batch, format_bytes,
                                       parse_bytes, predict_max_batch)
 
 GIB = 2**30
@@ -212,7 +212,7 @@ def test_format_bytes():
 
 
 def test_a_batch_the_model_cannot_run_is_skipped_not_taken_for_out_of_memory():
-    from wavemix_profile.maxbatch import ProbeOutcome, search_from_smallest_runnable
+    from wavemix_profile.measure.maxbatch import ProbeOutcome, search_from_smallest_runnable
     probed = []
 
     def fits(batch):  # a BatchNorm model: one image per channel cannot train; memory allows 100 images
@@ -228,7 +228,7 @@ def test_a_batch_the_model_cannot_run_is_skipped_not_taken_for_out_of_memory():
 
 
 def test_a_model_that_runs_at_no_small_batch_raises_its_own_error():
-    from wavemix_profile.maxbatch import search_from_smallest_runnable
+    from wavemix_profile.measure.maxbatch import search_from_smallest_runnable
 
     def fits(batch):
         raise RuntimeError(f"broken at {batch}")
@@ -305,7 +305,7 @@ def test_a_prediction_is_confirmed_at_the_limit_and_with_no_budget_it_is_not_use
 
 
 def test_the_smallest_runnable_search_passes_its_predictor_on():
-    from wavemix_profile.maxbatch import search_from_smallest_runnable
+    from wavemix_profile.measure.maxbatch import search_from_smallest_runnable
     curve = Curve("affine", 700, seed=0)
 
     def fits(batch):

@@ -3,14 +3,14 @@ import pytest
 import torch
 
 from factories import linear_probe, tiny_cnn
-from wavemix_profile.errors import BadInputError
-from wavemix_profile.measure import measure, parse_device, validate
-from wavemix_profile.memory import estimate_cpu_peaks
+from wavemix_profile.core.errors import BadInputError
+from wavemix_profile.measure.measure import measure, parse_device, validate
+from wavemix_profile.measure.memory import estimate_cpu_peaks
 from wavemix_profile.models import UnknownModelError, UnsupportedImageSizeError
-from wavemix_profile.results import Settings
-from wavemix_profile.throughput import (TimedBlocks, TimingSettings, block_rates, first_block_calls, images_per_s,
+from wavemix_profile.core.results import Settings
+from wavemix_profile.measure.throughput import (TimedBlocks, TimingSettings, block_rates, first_block_calls, images_per_s,
                                         measure_throughput, more_block_calls, time_blocks)
-from wavemix_profile.training import StepConfig, TrainStep
+from wavemix_profile.sources.training import StepConfig, TrainStep
 
 CPU = torch.device("cpu")
 
@@ -249,7 +249,7 @@ def test_measure_model_refuses_a_lambda():
 
 
 def test_torchvision_and_timm_specs_build():
-    from wavemix_profile.sources import resolve_source
+    from wavemix_profile.sources.sources import resolve_source
     tv = resolve_source("torchvision:resnet18").build(num_classes=1000, image_size=224)
     assert sum(p.numel() for p in tv.parameters()) == 11_689_512   # torchvision's documented count
     tm = resolve_source("timm:resnet18").build(num_classes=1000, image_size=224)
@@ -258,8 +258,8 @@ def test_torchvision_and_timm_specs_build():
 
 def test_fake_tensor_estimate_equals_tracking_the_real_step():
     # The estimate runs on fake tensors; the same tracker around a real step must see the same bytes.
-    from wavemix_profile.memory import CpuEstimator, LiveStorageTracker, _state_tensors, _tensor_bytes
-    from wavemix_profile.training import param_bytes
+    from wavemix_profile.measure.memory import CpuEstimator, LiveStorageTracker, _state_tensors, _tensor_bytes
+    from wavemix_profile.sources.training import param_bytes
     config = StepConfig(device=CPU, amp="bf16", num_classes=10)
     torch.manual_seed(0)
     step = TrainStep(tiny_cnn(num_classes=10, image_size=16), config)
@@ -268,7 +268,7 @@ def test_fake_tensor_estimate_equals_tracking_the_real_step():
     tracker = LiveStorageTracker(existing=[*_state_tensors(step), x, y])
     with tracker:
         step.train(x, y)
-    from wavemix_profile.training import optimizer_state_bytes
+    from wavemix_profile.sources.training import optimizer_state_bytes
     real = param_bytes(step.model) + optimizer_state_bytes(step) + _tensor_bytes((x, y)) + tracker.peak_bytes
     fake = CpuEstimator(lambda: tiny_cnn(num_classes=10, image_size=16), config).peak("train", batch=6, image_size=16)
     # Adam reads its step count with .item() on real tensors but keeps it a tensor on fakes, so the
@@ -282,8 +282,8 @@ def test_inference_recording_autograd_keeps_what_backward_would_need():
     Recording the graph keeps the first tanh's output (saved by tanh and by the next Linear) while
     the second pair is alive: one activation (8,192 B) more."""
     import torch.nn as nn
-    from wavemix_profile.memory import CpuEstimator
-    from wavemix_profile.training import StepConfig
+    from wavemix_profile.measure.memory import CpuEstimator
+    from wavemix_profile.sources.training import StepConfig
 
     def build():
         return nn.Sequential(nn.Flatten(), nn.Linear(768, 256, bias=False), nn.Tanh(),
@@ -299,8 +299,8 @@ def test_inference_recording_autograd_keeps_what_backward_would_need():
 
 
 def test_an_unknown_inference_mode_is_refused():
-    from wavemix_profile.errors import BadInputError
-    from wavemix_profile.measure import validate
+    from wavemix_profile.core.errors import BadInputError
+    from wavemix_profile.measure.measure import validate
     with pytest.raises(BadInputError, match="unknown inference mode 'eager'; accepted: inference_mode, autograd"):
         validate(Settings(model="ResNet-18", image_size=32, inference="eager"))
 

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from factories import linear_probe, tiny_cnn
-from wavemix_profile.memory import (CpuEstimator, LiveStorageCounter, LiveStorageTracker, _tensor_bytes,
+from wavemix_profile.measure.memory import (CpuEstimator, LiveStorageCounter, LiveStorageTracker, _tensor_bytes,
                                     measure_step_peaks)
-from wavemix_profile.probes import probe_peak
-from wavemix_profile.training import StepConfig, TrainStep, optimizer_state_bytes, param_bytes
+from wavemix_profile.measure.probes import probe_peak
+from wavemix_profile.sources.training import StepConfig, TrainStep, optimizer_state_bytes, param_bytes
 
 CPU = torch.device("cpu")
 

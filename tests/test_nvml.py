@@ -2,7 +2,7 @@
 import pytest
 
 from fake_nvml import FakeGpu, FakeNvml
-from wavemix_profile.nvml import DeviceIdentity, NvmlUnavailable, open_device, pci_bus_id
+from wavemix_profile.measure.nvml import DeviceIdentity, NvmlUnavailable, open_device, pci_bus_id
 
 GIB = 2**30
 # Four cards in NVML's (PCI) order; torch's form of a UUID has no "GPU-" prefix.

@@ -5,11 +5,11 @@ import torch
 import torch.nn as nn
 
 from factories import linear_probe, tiny_cnn
-from wavemix_profile.errors import BadInputError
-from wavemix_profile.memory import CpuEstimator, LiveStorageTracker, _state_tensors, _tensor_bytes
-from wavemix_profile.reserved import kept_state_events
-from wavemix_profile.results import OPTIMIZER_NAMES, Settings
-from wavemix_profile.training import (OPTIMIZERS, StepConfig, TrainStep, optimizer_recipe, optimizer_state_bytes,
+from wavemix_profile.core.errors import BadInputError
+from wavemix_profile.measure.memory import CpuEstimator, LiveStorageTracker, _state_tensors, _tensor_bytes
+from wavemix_profile.estimate.reserved import kept_state_events
+from wavemix_profile.core.results import OPTIMIZER_NAMES, Settings
+from wavemix_profile.sources.training import (OPTIMIZERS, StepConfig, TrainStep, optimizer_recipe, optimizer_state_bytes,
                                       param_bytes)
 
 CPU = torch.device("cpu")
@@ -104,6 +104,6 @@ def test_the_first_step_makes_the_state_and_kept_gradients_in_the_replay():
 def test_an_unknown_optimizer_is_refused_naming_the_accepted_ones():
     with pytest.raises(BadInputError, match="unknown optimizer 'lamb'; accepted: adam, adamw, sgd, sgd-momentum, none"):
         optimizer_recipe("lamb")
-    from wavemix_profile.measure import validate
+    from wavemix_profile.measure.measure import validate
     with pytest.raises(BadInputError, match="unknown optimizer"):
         validate(Settings(model="ResNet-18", image_size=32, optimizer="lamb"))

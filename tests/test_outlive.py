@@ -11,10 +11,10 @@ import pytest
 
 from test_isolation import alive, pids, quick
 from test_signals import gone_within, parent_of
-from wavemix_profile.forkserver import FORK_SERVER_ENV
-from wavemix_profile.isolation import iter_isolated
-from wavemix_profile.runner import Sequential, run_all
-from wavemix_profile.store import Store
+from wavemix_profile.run.forkserver import FORK_SERVER_ENV
+from wavemix_profile.run.isolation import iter_isolated
+from wavemix_profile.run.runner import Sequential, run_all
+from wavemix_profile.store.store import Store
 
 BOUND_S = 120  # upper bounds on waits for an event: they only matter when something is broken
 

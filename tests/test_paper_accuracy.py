@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from wavemix_profile.accuracy import paper_dataset_sizes, paper_top1
+from wavemix_profile.core.accuracy import paper_dataset_sizes, paper_top1
 from wavemix_profile.models import PAPER_ZOO, paper_accuracies
 
 EXCERPT = Path(__file__).parent / "data" / "paper_tables_1_4.txt"

@@ -7,9 +7,9 @@ import pytest
 
 from wavemix_profile.commands.outputs import write_outputs
 from wavemix_profile.models import PaperValue
-from wavemix_profile.paper_fit import BATCHES, fit, from_json, to_json
+from wavemix_profile.measure.paper_fit import BATCHES, fit, from_json, to_json
 from wavemix_profile.render.paper_fit import best_per_table, render_paper_fit
-from wavemix_profile.store import Store
+from wavemix_profile.store.store import Store
 
 GIB = 2**30
 

@@ -17,11 +17,11 @@ ray = pytest.importorskip("ray", reason="the test extra installs ray; the GPU ma
 
 from test_isolation import alive  # noqa: E402
 from wavemix_profile.cli import main  # noqa: E402
-from wavemix_profile.measure import measure  # noqa: E402
-from wavemix_profile.ray_runner import WORKER_RETRIES, RayExecutor, for_gpu_types  # noqa: E402
-from wavemix_profile.results import Settings  # noqa: E402
-from wavemix_profile.runner import run_all  # noqa: E402
-from wavemix_profile.store import Store  # noqa: E402
+from wavemix_profile.measure.measure import measure  # noqa: E402
+from wavemix_profile.run.ray_runner import WORKER_RETRIES, RayExecutor, for_gpu_types  # noqa: E402
+from wavemix_profile.core.results import Settings  # noqa: E402
+from wavemix_profile.run.runner import run_all  # noqa: E402
+from wavemix_profile.store.store import Store  # noqa: E402
 
 NO_TIMING = ("max-batch", "throughput")
 # every test here on one xdist worker (make test runs --dist loadgroup), so one cluster starts, not two
@@ -188,7 +188,7 @@ def test_each_gpu_type_is_its_own_measurement():
 
 def test_without_ray_the_cli_says_which_extra_to_install():
     script = ("import sys; sys.modules['ray'] = None\n"  # what an environment without ray gives
-              "import wavemix_profile, wavemix_profile.cli, wavemix_profile.runner, wavemix_profile.devices\n"
+              "import wavemix_profile, wavemix_profile.cli, wavemix_profile.run.runner, wavemix_profile.run.devices\n"
               "from wavemix_profile.cli import main\n"
               "sys.exit(main(['compare', '--ray', '--models', 'ResNet-18']))")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)

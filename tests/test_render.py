@@ -28,7 +28,7 @@ from wavemix_profile.render.markdown import render_markdown
 from wavemix_profile.render.paper import compare_with_paper
 from wavemix_profile.render.terminal import (BEST_STYLE, comparison_table, print_comparison,
                                              print_registry)
-from wavemix_profile.results import result_from_dict
+from wavemix_profile.core.results import result_from_dict
 
 from golden import regenerate as golden  # tests/golden/regenerate.py: the golden files' one source
 

@@ -11,14 +11,14 @@ import pytest
 import torch
 import torch.nn as nn
 
-from wavemix_profile.allocator import Alloc, Free
-from wavemix_profile.extrapolation import RecordedStep, RecordedUpdate, StepLine
-from wavemix_profile.memory import CpuEstimator, LiveStorageTracker, cpu_memory_result
-from wavemix_profile.probes import search_max_batch
-from wavemix_profile.reserved import StepRecording
-from wavemix_profile.results import Settings
-from wavemix_profile.sources import resolve_source
-from wavemix_profile.training import StepConfig
+from wavemix_profile.estimate.allocator import Alloc, Free
+from wavemix_profile.estimate.extrapolation import RecordedStep, RecordedUpdate, StepLine
+from wavemix_profile.measure.memory import CpuEstimator, LiveStorageTracker, cpu_memory_result
+from wavemix_profile.measure.probes import search_max_batch
+from wavemix_profile.estimate.reserved import StepRecording
+from wavemix_profile.core.results import Settings
+from wavemix_profile.sources.sources import resolve_source
+from wavemix_profile.sources.training import StepConfig
 
 CPU = torch.device("cpu")
 ZOO = ["ResNet-18", "WaveMix-16/5", "ViT-128/4x4", "ConvMixer-256/8", "CCT-128/4x4"]

@@ -10,10 +10,10 @@ import torch
 import torch.nn as nn
 
 from factories import linear_probe
-from wavemix_profile.allocator import MIB, Alloc, Allocator, Free
-from wavemix_profile.memory import CpuEstimator, LiveStorageTracker, _state_tensors, cpu_memory_result
-from wavemix_profile.reserved import optimizer_state_events, placement_events
-from wavemix_profile.training import StepConfig, TrainStep
+from wavemix_profile.estimate.allocator import MIB, Alloc, Allocator, Free
+from wavemix_profile.measure.memory import CpuEstimator, LiveStorageTracker, _state_tensors, cpu_memory_result
+from wavemix_profile.estimate.reserved import optimizer_state_events, placement_events
+from wavemix_profile.sources.training import StepConfig, TrainStep
 
 CPU = torch.device("cpu")
 OFF = StepConfig(device=CPU, amp="off", num_classes=10)

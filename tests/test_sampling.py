@@ -3,7 +3,7 @@ import threading
 
 import pytest
 
-from wavemix_profile.sampling import PeakSampler, Periodic
+from wavemix_profile.measure.sampling import PeakSampler, Periodic
 
 
 class Sequence:

@@ -11,7 +11,7 @@ from wavemix_profile.cli import main
 from wavemix_profile.models import get_entry, list_models
 from wavemix_profile.render.chart_style import ASPECT_RANGE, MAX_INCHES
 from wavemix_profile.render.scale import METRICS, fit_exponent, rule_marks, scale_chart, scale_series, scale_tables
-from wavemix_profile.results import FlopsResult, MaxBatchResult, MemoryResult, Result, Settings, result_from_dict
+from wavemix_profile.core.results import FlopsResult, MaxBatchResult, MemoryResult, Result, Settings, result_from_dict
 
 
 def text_overlaps(fig) -> list[tuple[str, str]]:

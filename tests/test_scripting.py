@@ -8,8 +8,8 @@ import os
 import subprocess
 import sys
 
-from wavemix_profile.results import profile_from_dict, result_from_dict
-from wavemix_profile.store import Store
+from wavemix_profile.core.results import profile_from_dict, result_from_dict
+from wavemix_profile.store.store import Store
 
 TINY = "python:factories:tiny_cnn"
 

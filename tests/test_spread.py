@@ -7,7 +7,7 @@ from rich.console import Console
 from wavemix_profile.render.columns import SPREAD_NOTE, UNSTEADY, UNSTEADY_CV, comparison_grids
 from wavemix_profile.render.markdown import render_markdown
 from wavemix_profile.render.terminal import print_comparison
-from wavemix_profile.results import Environment, Result, Settings, ThroughputResult
+from wavemix_profile.core.results import Environment, Result, Settings, ThroughputResult
 
 ENV = Environment(device_name="CPU: test", device_memory_bytes=None, driver_version=None, cuda_version=None,
                   torch_version="2", torchvision_version=None, python_version="3", platform="linux", cpu_threads=2,

@@ -7,9 +7,9 @@ import warnings
 
 import pytest
 
-from wavemix_profile.results import (MaxBatchResult, MemoryResult, ProbeRecord, Result, SchemaError, Settings,
+from wavemix_profile.core.results import (MaxBatchResult, MemoryResult, ProbeRecord, Result, SchemaError, Settings,
                                      result_from_dict, result_to_json, to_dict)
-from wavemix_profile.store import Store
+from wavemix_profile.store.store import Store
 
 
 def make(model="ResNet-18", size=32, **kw):
@@ -81,8 +81,8 @@ def test_complete_last_record_without_newline_is_kept_on_append(tmp_path):
 # writer to find the file mid-write, which is what an unlocked store gets wrong.
 APPENDER = """
 import os, sys, time
-from wavemix_profile.results import Result, Settings
-from wavemix_profile.store import Store
+from wavemix_profile.core.results import Result, Settings
+from wavemix_profile.store.store import Store
 path, tag, count, go = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 store = Store(path)
 while not os.path.exists(go):
@@ -111,8 +111,8 @@ def test_two_processes_appending_keep_every_record(tmp_path):
 # Holds the store lock as an append does, writes half a record, and finishes it when told.
 SLOW_WRITER = """
 import sys
-from wavemix_profile.locks import lock_file
-from wavemix_profile.store import STORE_LOCK_BYTE, Store
+from wavemix_profile.store.locks import lock_file
+from wavemix_profile.store.store import STORE_LOCK_BYTE, Store
 store, line = Store(sys.argv[1]), sys.argv[2].encode() + b"\\n"
 with lock_file(store.lock_path).hold(STORE_LOCK_BYTE, exclusive=True), open(store.path, "ab") as fh:
     fh.write(line[:40])
@@ -260,7 +260,7 @@ def test_records_of_a_newer_schema_are_skipped_with_one_warning_and_kept(tmp_pat
 # Holds claims for the test: reads "claim KEY", "try KEY", "release KEY" lines and answers each.
 CLAIMER = """
 import sys
-from wavemix_profile.store import Store
+from wavemix_profile.store.store import Store
 store = Store(sys.argv[1])
 for line in sys.stdin:
     verb, key = line.split(" ", 1)

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from wavemix_profile.gpus import CARDS, DEFAULT_BUDGET_BYTES, budget_label, card_budget, find_card
+from wavemix_profile.core.gpus import CARDS, DEFAULT_BUDGET_BYTES, budget_label, card_budget, find_card
 
 RTX_4090 = 25_386_352_640   # deviceQuery's total global memory of an RTX 4090 (gpus.py cites it)
 
@@ -102,7 +102,7 @@ def test_an_explicit_budget_wins_over_the_named_gpu_and_gb_gets_a_note():
 # --- heads and optimizers ---------------------------------------------------------------------------
 
 def test_library_models_bring_their_own_head_and_the_zoo_keeps_the_papers():
-    from wavemix_profile.sources import default_num_classes
+    from wavemix_profile.sources.sources import default_num_classes
     assert default_num_classes("timm:resnet50") == 1000
     assert default_num_classes("timm:vit_base_patch16_224.augreg_in21k") == 21843   # its pretrained config's
     assert default_num_classes("torchvision:resnet50") == 1000

@@ -8,12 +8,12 @@ import torch.nn as nn
 from test_scale import text_overlaps
 
 from wavemix_profile.cli import main
-from wavemix_profile.memory import CpuEstimator
-from wavemix_profile.memory_timeline import cpu_timeline, cuda_timeline
+from wavemix_profile.measure.memory import CpuEstimator
+from wavemix_profile.measure.memory_timeline import cpu_timeline, cuda_timeline
 from wavemix_profile.models import create_model
 from wavemix_profile.render.timeline import timeline_chart, timeline_table
-from wavemix_profile.timeline import CATEGORIES, PHASES, timeline_from_json, timeline_to_json
-from wavemix_profile.training import StepConfig
+from wavemix_profile.estimate.timeline import CATEGORIES, PHASES, timeline_from_json, timeline_to_json
+from wavemix_profile.sources.training import StepConfig
 
 BATCH, SIZE, HIDDEN, CLASSES = 4, 8, 32, 10
 IN = 3 * SIZE * SIZE
@@ -133,7 +133,7 @@ def test_cuda_timeline_and_snapshot(tmp_path):
     # the tracker counts storages, the allocator 512-byte blocks plus what it makes outside tensors
     # (GradScaler's scalars, cuBLAS workspaces): the allocator's peak is above, and close for this model
     # (two 32 MiB workspaces on an H200: 65 MiB above the tracker there, the first validation)
-    from wavemix_profile.cuda_overheads import overheads_for
+    from wavemix_profile.estimate.cuda_overheads import overheads_for
     row = overheads_for(torch.cuda.get_device_name(), cuda_version=torch.version.cuda).row
     assert timeline.allocator_peak_bytes >= timeline.peak_bytes
     assert timeline.allocator_peak_bytes - timeline.peak_bytes < row.workspace_bytes("train") + 4 * 2**20

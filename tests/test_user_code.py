@@ -8,10 +8,10 @@ import textwrap
 
 import pytest
 
-from wavemix_profile.errors import BadInputError
-from wavemix_profile.results import Settings
-from wavemix_profile.runner import run_all
-from wavemix_profile.store import Store
+from wavemix_profile.core.errors import BadInputError
+from wavemix_profile.core.results import Settings
+from wavemix_profile.run.runner import run_all
+from wavemix_profile.store.store import Store
 
 QUICK = ("flops", "memory", "max-batch", "throughput")
 FACTORY = """

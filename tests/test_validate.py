@@ -114,9 +114,9 @@ def test_a_stored_error_is_measured_again_and_its_checks_follow_the_new_answer(t
     # next call must redo them, and the checks of the failed answers with them.
     from dataclasses import replace
 
-    from wavemix_profile.measure import error_result
-    from wavemix_profile.results import MaxBatchResult
-    from wavemix_profile.store import Store
+    from wavemix_profile.measure.measure import error_result
+    from wavemix_profile.core.results import MaxBatchResult
+    from wavemix_profile.store.store import Store
     from wavemix_profile.validation.checks import check_found, write_checks
     from wavemix_profile.validation.plan import STAGES, Plan, compare_requests
     from wavemix_profile.validation.run import left

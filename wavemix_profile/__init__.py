@@ -3,13 +3,13 @@
 Parameters, FLOPs, peak memory, the largest batch that fits, and images per second, measured the
 same way for every model and set beside the WaveMix paper's published numbers.
 """
-__version__ = "0.1.0"
+from .core.version import __version__
 
 __all__ = ["__version__", "measure_model"]
 
 
 def __getattr__(name: str):
-    # Lazy, so that `import wavemix_profile.results` (renderers, reports) never loads torch.
+    # Lazy, so that `import wavemix_profile.core.results` (renderers, reports) never loads torch.
     if name == "measure_model":
         from .api import measure_model
         return measure_model

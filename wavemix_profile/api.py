@@ -14,7 +14,7 @@ from typing import Callable, Optional
 
 import torch.nn as nn
 
-from .results import Result, Settings
+from .core.results import Result, Settings
 
 
 def measure_model(model: str | Callable[..., nn.Module] | nn.Module, *, image_size: int = 32,
@@ -35,10 +35,10 @@ def measure_model(model: str | Callable[..., nn.Module] | nn.Module, *, image_si
     to another process. isolated=True needs a spec or a factory importable by name; with an instance
     it raises BadInputError. isolated=False measures here and takes any factory, a local function or
     a lambda included (notebooks). Bad input raises before anything runs."""
-    from .errors import BadInputError
-    from .isolation import run_isolated
-    from .measure import check_request, default_device, measure
-    from .sources import default_num_classes, instance_num_classes, local_source, spec_for_factory
+    from .core.errors import BadInputError
+    from .run.isolation import run_isolated, check_request
+    from .measure.measure import default_device, measure
+    from .sources.sources import default_num_classes, instance_num_classes, local_source, spec_for_factory
 
     defaults = {"device": default_device(), **settings}
     if isinstance(model, nn.Module):

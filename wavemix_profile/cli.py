@@ -9,9 +9,9 @@ import signal
 import sys
 import threading
 
-from . import __version__
+from .core.version import __version__
 from .models import PAPER_NUM_CLASSES
-from .results import CPU_QUICK_TIMING, DEFAULT_OPTIMIZER, INFERENCE_MODES, OPTIMIZER_NAMES, Settings
+from .core.results import CPU_QUICK_TIMING, DEFAULT_OPTIMIZER, INFERENCE_MODES, OPTIMIZER_NAMES, Settings
 
 RAW = argparse.RawDescriptionHelpFormatter
 
@@ -70,7 +70,7 @@ def _seconds(text: str) -> float:
 
 
 def _add_timeout(p: argparse.ArgumentParser) -> None:
-    from .isolation import DEFAULT_TIMEOUT_S
+    from .run.isolation import DEFAULT_TIMEOUT_S
     p.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT_S, metavar="SECONDS",
                    help=f"time limit of one measurement (one model at one size); past it the measuring process "
                         f"is killed and the row says so (default {DEFAULT_TIMEOUT_S:g}; 0: no limit)")
@@ -143,7 +143,7 @@ def _add_measure_options(p: argparse.ArgumentParser, *, single_size: bool, max_b
                    help="on the CPU, the GPU a prediction is for: a card of `wavemix-profile gpus` ('RTX 4090', "
                         "V100-SXM2-16GB, 'NVIDIA H100 80GB HBM3'), whose memory becomes the max-batch budget, or a "
                         "generation (ampere) or compute capability (sm86) for its overheads only; default: the "
-                        "largest overheads of wavemix_profile/cuda_overheads.py within 16GiB")
+                        "largest overheads of wavemix_profile/estimate/cuda_overheads.py within 16GiB")
     p.add_argument("--target-cuda", default=None, metavar="VERSION",
                    help="on the CPU, the CUDA version of the torch the prediction is for, e.g. 12.4 (default: "
                         "this torch's); it picks the CUDA context's size")
@@ -323,7 +323,7 @@ def _run(module: str, function: str, args, *, measures: bool = False) -> int:
     import importlib
     here = getattr(args, "ray", None) is None and set(getattr(args, "devices", None) or ["cpu"]) == {"cpu"}
     if measures and here:  # not the slot processes of GPUs (devices.py) nor Ray's workers, which fork their own
-        from .forkserver import start_server
+        from .run.forkserver import start_server
         start_server()
     return getattr(importlib.import_module(f".commands.{module}", __package__), function)(args)
 
@@ -353,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     """Exit codes: 0 done, 1 a measurement failed or a file could not be written (a full disk),
     2 bad input, 130 Ctrl-C, 143 SIGTERM."""
     import warnings
-    from .errors import Interrupted, WriteFailed
+    from .core.errors import Interrupted, WriteFailed
     parser = build_parser()
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = {sig: signal.signal(sig, _on_stop) for sig in _STOPS} if in_main_thread else {}
@@ -379,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except (KeyError, ValueError) as exc:
-        from .errors import is_user_error
+        from .core.errors import is_user_error
         if not is_user_error(exc):
             raise
         print(f"error: {exc}", file=sys.stderr)

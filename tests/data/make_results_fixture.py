@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from wavemix_profile.cuda_overheads import band, overheads_for
-from wavemix_profile.gpus import peak_flops_per_s
-from wavemix_profile.results import (Environment, FlopsResult, MaxBatchResult, MemoryResult,
+from wavemix_profile.estimate.cuda_overheads import band, overheads_for
+from wavemix_profile.core.gpus import peak_flops_per_s
+from wavemix_profile.core.results import (Environment, FlopsResult, MaxBatchResult, MemoryResult,
                                      ProbeRecord, Result, Settings, ThroughputResult, result_to_json)
 
 GIB = 2**30

@@ -26,7 +26,7 @@ RUN = ["compare", "--models", "WaveMix-16/5", "ResNet-18", "--image-sizes", "32"
 
 
 def load_results():
-    from wavemix_profile.results import result_from_dict
+    from wavemix_profile.core.results import result_from_dict
     return [result_from_dict(json.loads(line)) for line in STORE.read_text(encoding="utf-8").splitlines()]
 
 

@@ -5,10 +5,10 @@ import shlex
 import sys
 from pathlib import Path
 
-from ..errors import BadInputError
+from ..core.errors import BadInputError
 from ..models import PAPER_ZOO, resolve
-from ..results import CPU_QUICK_TIMING, MEASUREMENTS, Settings
-from ..sources import PREFIXES
+from ..core.results import CPU_QUICK_TIMING, MEASUREMENTS, Settings
+from ..sources.sources import PREFIXES
 
 
 
@@ -66,12 +66,12 @@ def run_compare(args) -> int:
 
 
 def _run_compare(args, where) -> int:
-    from ..atomic import sweep_stale
+    from ..store.atomic import sweep_stale
     from ..render.cross_device import write_cross_device
-    from ..runner import run_all
-    from ..store import Store
+    from ..run.runner import run_all
+    from ..store.store import Store
     from .progress import MeasureProgress
-    from ..results import to_dict
+    from ..core.results import to_dict
     from .outputs import (STORE_NAME, check_output_folder, exit_for_failures, human_console, print_json,
                           read_accuracies, write_outputs)
 

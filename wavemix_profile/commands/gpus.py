@@ -3,14 +3,14 @@ from __future__ import annotations
 
 
 def run_gpus(args) -> int:
-    from ..gpus import CARDS, find_card
+    from ..core.gpus import CARDS, find_card
     from ..render.gpus import gpu_markdown, gpu_table
     from ..render.terminal import make_console
     cards = CARDS
     if args.name:
         found = find_card(args.name)
         if found is None:
-            from ..errors import BadInputError
+            from ..core.errors import BadInputError
             raise BadInputError(f"no card of the table fits {args.name!r}; accepted: "
                                 + ", ".join(c.name for c in CARDS))
         cards = (found.card,)

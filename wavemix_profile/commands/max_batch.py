@@ -8,13 +8,13 @@ from pathlib import Path
 
 from rich.table import Table
 
-from ..results import Result, Settings
+from ..core.results import Result, Settings
 
 
 def run_max_batch(args) -> int:
-    from ..isolation import run_isolated
-    from ..measure import check_request, default_device
-    from ..protocol import Event, Probe
+    from ..run.isolation import run_isolated, check_request
+    from ..measure.measure import default_device
+    from ..core.protocol import Event, Probe
 
     from .requests import max_batch_budget, num_classes, say_target, step_fields
     modes = ("train", "infer") if args.mode == "both" else (args.mode,)
@@ -43,10 +43,10 @@ def run_max_batch(args) -> int:
     result = run_isolated(settings, on_event=show, timeout_s=args.timeout)
     result = dataclasses.replace(result, command="wavemix-profile " + shlex.join(sys.argv[1:]))
     if args.out:  # the store compare and report use: `report DIR/results.jsonl` renders it
-        from ..store import Store
+        from ..store.store import Store
         Store(Path(args.out) / STORE_NAME).append(result)
     if args.json:
-        from ..results import to_dict
+        from ..core.results import to_dict
         print_json(to_dict(result))
     if result.error:
         raise SystemExit(f"error: {result.error}")
@@ -57,7 +57,7 @@ def run_max_batch(args) -> int:
 def max_batch_table(result: Result) -> Table:
     """One row per mode searched. A prediction shows, at its answer, the tensors (allocated, the CPU
     estimate) and the device memory the step needs, which it was judged by."""
-    from ..gpus import budget_label
+    from ..core.gpus import budget_label
     from ..render.columns import MISSING, NEEDED, max_batch_label, step_label
     found = [r for r in (result.max_batch_train, result.max_batch_infer) if r is not None]
     predicted = next((r for r in found if r.predicted), None)

@@ -5,8 +5,8 @@ import re
 from pathlib import Path
 from typing import Sequence
 
-from ..atomic import write_text
-from ..results import Result
+from ..store.atomic import write_text
+from ..core.results import Result
 
 STORE_NAME = "results.jsonl"  # in each output folder: the records that every report there is rendered from
 PAPER_FIT_NAME = "paper_fit.json"  # `wavemix-profile paper-fit`'s findings, read into report.md
@@ -80,9 +80,9 @@ def check_output_folder(out: Path, *, store: str | None = None) -> None:
     symbolic link or not a regular file included. Creates the folder; writes nothing else."""
     import os
     import tempfile
-    from ..errors import BadInputError
-    from ..regular_files import check_regular, open_regular
-    from ..store import Store
+    from ..core.errors import BadInputError
+    from ..store.regular_files import check_regular, open_regular
+    from ..store.store import Store
     if out.exists() and not out.is_dir():
         raise BadInputError(f"output folder {str(out)!r} is a file; give a folder (--out DIR)")
     target = out / store if store else None
@@ -105,15 +105,15 @@ def check_output_folder(out: Path, *, store: str | None = None) -> None:
 
 def read_accuracies(path: str | None) -> list:
     """The accuracies to chart: the paper's, with the rows of a user's --accuracy FILE.csv when given
-    (wavemix_profile.accuracy); a malformed file is a BadInputError naming its line."""
-    from ..accuracy import chart_accuracies, read_accuracy_file
+    (wavemix_profile.core.accuracy); a malformed file is a BadInputError naming its line."""
+    from ..core.accuracy import chart_accuracies, read_accuracy_file
     return chart_accuracies(read_accuracy_file(path) if path else ())
 
 
 def write_outputs(results: Sequence[Result], out: Path, *, command: str, console=None,
                   banner: str = "", accuracies: Sequence | None = None) -> list[Path]:
     """Print the comparison and write results.csv, report.md (headed by `banner` when given) and the
-    charts into `out`; return their paths. `accuracies` (wavemix_profile.accuracy) are charted against
+    charts into `out`; return their paths. `accuracies` (wavemix_profile.core.accuracy) are charted against
     cost; None: the paper's.
 
     Each file is replaced atomically, so concurrent writers of one folder never see or leave half a file.
@@ -140,7 +140,7 @@ def write_outputs(results: Sequence[Result], out: Path, *, command: str, console
 def _say_unplotted(accuracies: Sequence, results: Sequence[Result]) -> None:
     """One line on stderr for a user's accuracy rows that meet no stored result (a misspelt model, say)."""
     import sys
-    from ..accuracy import PAPER_SOURCE, unmatched
+    from ..core.accuracy import PAPER_SOURCE, unmatched
     mine = [a for a in unmatched(accuracies, results) if not a.source.startswith(PAPER_SOURCE)]
     if mine:
         print(f"note: {len(mine)} --accuracy row(s) meet no stored result and are not charted: "
@@ -152,7 +152,7 @@ def _paper_fit(out: Path) -> tuple[list[str], dict]:
     """The "What the paper's numbers match" section and each table's best protocol's values
     (render.paper_fit.protocol_values), when `wavemix-profile paper-fit` wrote its file here."""
     import json
-    from ..paper_fit import from_json
+    from ..measure.paper_fit import from_json
     from ..render.paper_fit import protocol_values, render_paper_fit
     path = out / PAPER_FIT_NAME
     if not path.is_file():

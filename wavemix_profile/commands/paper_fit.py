@@ -12,12 +12,12 @@ from pathlib import Path
 def run_paper_fit(args) -> int:
     import torch
 
-    from ..atomic import write_text
-    from ..environment import collect_environment
-    from ..paper_fit import fit, to_json
+    from ..store.atomic import write_text
+    from ..measure.environment import collect_environment
+    from ..measure.paper_fit import fit, to_json
     from ..render.paper_fit import best_per_table
     from ..render.terminal import make_console
-    from ..store import Store
+    from ..store.store import Store
     from .outputs import PAPER_FIT_NAME, STORE_NAME, check_output_folder, device_slug, write_outputs
 
     out = Path(args.out) if args.out else Path("reports") / device_slug(

@@ -9,7 +9,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from ..results import ModuleProfile, Settings
+from ..core.results import ModuleProfile, Settings
 
 
 def profile_file_stem(profile: ModuleProfile) -> str:
@@ -26,12 +26,12 @@ def run_profile(args) -> int:
 
     import torch
 
-    from ..environment import collect_environment
-    from ..measure import _memory, default_device, describe_failure, parse_device, validate
-    from ..module_profile import profile_modules
+    from ..measure.environment import collect_environment
+    from ..measure.measure import _memory, default_device, describe_failure, parse_device, validate
+    from ..measure.module_profile import profile_modules
     from ..render.profile import memory_table, module_table, profile_markdown
-    from ..results import to_dict
-    from ..training import StepConfig
+    from ..core.results import to_dict
+    from ..sources.training import StepConfig
     from .outputs import check_output_folder, human_console, print_json
 
     from .requests import num_classes, say_target, step_fields
@@ -67,8 +67,8 @@ def run_profile(args) -> int:
         print(f"error: {source.display_name}: {describe_failure(exc)}", file=sys.stderr)
         return 1
     if out is not None:
-        from ..atomic import write_text
-        from ..results import result_to_json
+        from ..store.atomic import write_text
+        from ..core.results import result_to_json
         stem = out / profile_file_stem(profile)
         write_text(stem.with_suffix(".json"), result_to_json(profile) + "\n")
         write_text(stem.with_suffix(".md"), profile_markdown(profile))

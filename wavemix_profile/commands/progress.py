@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ..protocol import Event, Probe, Stage
-from ..results import MEASUREMENTS, Result, Settings
+from ..core.protocol import Event, Probe, Stage
+from ..core.results import MEASUREMENTS, Result, Settings
 
 # Stages a measurement reports (protocol.Stage events), in order; max-batch reports two.
 _STAGES = {"params": 1, "flops": 1, "memory": 1, "max-batch": 2, "throughput": 1}

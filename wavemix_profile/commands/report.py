@@ -9,8 +9,8 @@ from pathlib import Path
 
 from ..render.terminal import make_console
 
-from ..errors import BadInputError
-from ..store import Store
+from ..core.errors import BadInputError
+from ..store.store import Store
 
 
 def run_report(args) -> int:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 from typing import Optional
 
-from ..errors import BadInputError
+from ..core.errors import BadInputError
 
 
 def parse_budget(text: Optional[str]) -> Optional[int]:
@@ -16,7 +16,7 @@ def parse_budget(text: Optional[str]) -> Optional[int]:
     card holds about 24 GiB, not 24 x 10^9 bytes."""
     if text is None:
         return None
-    from ..maxbatch import parse_bytes
+    from ..measure.maxbatch import parse_bytes
     try:
         n_bytes = parse_bytes(text)
     except ValueError as exc:
@@ -33,7 +33,7 @@ def max_batch_budget(args, device: str) -> Optional[int]:
     """The max-batch budget in bytes: --memory-budget; else on the CPU the memory of the card
     --target-gpu names, or the default 16 GiB (gpus.DEFAULT_BUDGET_BYTES); else (a GPU) None, the
     whole device."""
-    from ..gpus import DEFAULT_BUDGET_BYTES, card_budget
+    from ..core.gpus import DEFAULT_BUDGET_BYTES, card_budget
     explicit = parse_budget(getattr(args, "memory_budget", None))
     if explicit is not None or device != "cpu":
         return explicit
@@ -42,7 +42,7 @@ def max_batch_budget(args, device: str) -> Optional[int]:
 
 def say_target(args) -> None:
     """One line on stderr when --target-gpu fits several cards of the table: which one was taken."""
-    from ..gpus import find_card
+    from ..core.gpus import find_card
     found = find_card(args.target_gpu) if args.target_gpu else None
     if found is not None and found.note:
         print(f"note: --target-gpu {found.note}", file=sys.stderr)
@@ -50,7 +50,7 @@ def say_target(args) -> None:
 
 def num_classes(args, model: str) -> int:
     """--num-classes, or the model's own (sources.default_num_classes)."""
-    from ..sources import default_num_classes
+    from ..sources.sources import default_num_classes
     return args.num_classes or default_num_classes(model)
 
 

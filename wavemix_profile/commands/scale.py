@@ -28,7 +28,7 @@ def size_rules(requests) -> tuple[dict[str, str], list, list[str]]:
     requests the models can take; and 'MODEL @ SIZE px' for each they cannot. Specs outside the zoo
     have no rule and take every size."""
     from ..models import get_entry
-    from ..sources import resolve_source, runs_user_code
+    from ..sources.sources import resolve_source, runs_user_code
     adapts: dict[str, str] = {}
     taken, refused = [], []
     for settings in requests:
@@ -47,14 +47,15 @@ def size_rules(requests) -> tuple[dict[str, str], list, list[str]]:
 
 
 def run_scale(args) -> int:
-    from ..atomic import write_text
-    from ..environment import collect_environment
-    from ..measure import check_request, default_device, parse_device
+    from ..store.atomic import write_text
+    from ..measure.environment import collect_environment
+    from ..run.isolation import check_request
+    from ..measure.measure import default_device, parse_device
     from ..render.chart_style import save_figure
     from ..render.scale import render_scale_markdown, scale_chart, scale_tables
     from ..render.terminal import make_console
-    from ..runner import run_all
-    from ..store import Store
+    from ..run.runner import run_all
+    from ..store.store import Store
     from .compare import build_requests
     from .outputs import STORE_NAME, check_output_folder, device_slug, exit_for_failures, latest_per_key
     from .progress import MeasureProgress
@@ -64,7 +65,7 @@ def run_scale(args) -> int:
     asked = argparse.Namespace(**{**vars(args), "skip": list(SCALE_SKIP), "full": False, "throughput_batch_size": None})
     adapts, requests, refused = size_rules(build_requests(asked, device))
     if not requests:
-        from ..errors import BadInputError
+        from ..core.errors import BadInputError
         raise BadInputError("no model takes any of the image sizes asked for (" + "; ".join(refused)
                             + "); `wavemix-profile list` and --help name the sizes each model accepts")
     for settings in requests:  # bad input is reported before the folder is touched
@@ -73,7 +74,7 @@ def run_scale(args) -> int:
     out = Path(args.out) if args.out else Path("reports") / slug / "scale"
     check_output_folder(out, store=STORE_NAME)
     if args.resume:  # what a writer killed mid-write (SIGKILL) left; live writers' files stay
-        from ..atomic import sweep_stale
+        from ..store.atomic import sweep_stale
         sweep_stale(out)
     command = "wavemix-profile " + shlex.join(sys.argv[1:])
     with MeasureProgress(requests) as progress:

@@ -7,8 +7,8 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Optional
 
-from ..errors import BadInputError
-from ..results import Settings
+from ..core.errors import BadInputError
+from ..core.results import Settings
 
 
 @dataclass
@@ -34,7 +34,8 @@ def _check_options(args) -> None:
 @contextlib.contextmanager
 def placement(args) -> Iterator[Placement]:
     """The Placement `args` ask for; a Ray cluster started for the run is stopped on leaving."""
-    from ..measure import check_request, default_device, parse_device
+    from ..run.isolation import check_request
+    from ..measure.measure import default_device, parse_device
     from .outputs import device_slug
     _check_options(args)
 
@@ -42,7 +43,7 @@ def placement(args) -> Iterator[Placement]:
         check_request(settings, args.timeout)
 
     if args.ray is not None:
-        from ..ray_runner import RayExecutor, for_gpu_types
+        from ..run.ray_runner import RayExecutor, for_gpu_types
         with RayExecutor(args.ray, timeout_s=args.timeout) as executor:
             device = args.device or ("cuda" if args.gpu_types or executor.resources().get("GPU") else "cpu")
             kinds = list(dict.fromkeys(args.gpu_types or []))
@@ -55,11 +56,11 @@ def placement(args) -> Iterator[Placement]:
                             executor.validate, expand)
         return
     if args.devices:
-        from ..devices import DevicePool, parse_devices
+        from ..run.devices import DevicePool, parse_devices
         slots = parse_devices(args.devices)
         device = slots[0].device
         if device == "cpu":  # CPU slots share the cores: lanes that time alone
-            from ..runner import Lanes
+            from ..run.runner import Lanes
             yield Placement(device, device_slug(_device_name(device)), Lanes(len(slots), timeout_s=args.timeout),
                             validate)
             return
@@ -72,6 +73,6 @@ def placement(args) -> Iterator[Placement]:
 
 
 def _device_name(device: str) -> str:
-    from ..environment import collect_environment
-    from ..measure import parse_device
+    from ..measure.environment import collect_environment
+    from ..measure.measure import parse_device
     return collect_environment(parse_device(device)).device_name

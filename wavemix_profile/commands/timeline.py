@@ -20,12 +20,12 @@ def timeline_stem(model_name: str, image_size: int) -> str:
 
 def write_timeline(out: str, build, config, settings, model_name: str, depth: int, console) -> list[Path]:
     """Measure, store and draw the timeline into folder `out`; return the paths written."""
-    from ..atomic import replacing, write_text
-    from ..environment import collect_environment
-    from ..memory_timeline import cpu_timeline, cuda_timeline
+    from ..store.atomic import replacing, write_text
+    from ..measure.environment import collect_environment
+    from ..measure.memory_timeline import cpu_timeline, cuda_timeline
     from ..render.chart_style import save_figure
     from ..render.timeline import timeline_chart, timeline_table
-    from ..timeline import timeline_to_json
+    from ..estimate.timeline import timeline_to_json
     from .outputs import check_output_folder
 
     folder = Path(out)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..errors import BadInputError
+from ..core.errors import BadInputError
 from ..validation.plan import REHEARSAL_DEVICE_BYTES, REHEARSAL_LABEL, REHEARSAL_SLUG, STAGE_NAMES, STAGES, Plan
 
 
@@ -30,7 +30,7 @@ def _default_out(plan: Plan) -> Path:
 
 
 def _plan(args) -> Plan:
-    from ..measure import parse_device
+    from ..measure.measure import parse_device
     from .outputs import device_slug
     if args.rehearse:
         device, device_bytes, name = "cpu", REHEARSAL_DEVICE_BYTES, REHEARSAL_SLUG
@@ -83,10 +83,10 @@ def run_validate(args) -> int:
 
 def write_validation(plan: Plan) -> list[Path]:
     """The comparison's report files (from the compare stage) and VALIDATION.md, from what is stored."""
-    from ..atomic import write_text
-    from ..cuda_overheads import overheads_for
+    from ..store.atomic import write_text
+    from ..estimate.cuda_overheads import overheads_for
     from ..render.validation import ValidationData, render_validation
-    from ..store import Store
+    from ..store.store import Store
     from ..validation.checks import read_checks
     from ..validation.plan import CV_TARGET
     from ..validation.run import left

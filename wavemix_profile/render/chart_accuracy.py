@@ -2,7 +2,7 @@
 
 Each chart has four panels: accuracy against peak training memory, training images/s (with the
 spread of the repeats as error bars: ± CV × median), parameters and forward MACs per image. An
-accuracy (wavemix_profile.accuracy) meets an ok stored result of the same display name and image
+accuracy (wavemix_profile.core.accuracy) meets an ok stored result of the same display name and image
 size. A point is on the Pareto front when no other point of the panel is at least as good in both
 cost and accuracy and better in one; the front is drawn as the staircase of the best accuracy
 reachable at each cost.
@@ -16,8 +16,8 @@ from typing import Callable, Optional, Sequence
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from ..accuracy import Accuracy
-from ..results import Result
+from ..core.accuracy import Accuracy
+from ..core.results import Result
 from .chart_labels import PointLabel, place_labels
 from .chart_style import (device_text, families_present, family_colour, family_of, figure_legend, fitted_title,
                           freeze_layout, joined, namer, new_figure, scale_axis)

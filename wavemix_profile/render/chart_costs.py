@@ -19,7 +19,7 @@ from typing import Callable, Optional, Sequence
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from ..results import Result
+from ..core.results import Result
 from .chart_labels import PointLabel, place_labels
 from .chart_style import (LABEL_FONT, MAX_INCHES, device_text, families_present, family_colour, family_of,
                           figure_legend, fitted_title, freeze_layout, grid_columns, joined, namer, new_figure,

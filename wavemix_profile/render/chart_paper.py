@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from ..results import Result
+from ..core.results import Result
 from .chart_style import (LABEL_FONT, families_present, family_colour, family_of, figure_legend, fitted_title,
                           freeze_layout, grid_columns, new_figure, scale_axis)
 from .columns import family_order

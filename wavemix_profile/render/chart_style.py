@@ -19,11 +19,11 @@ from matplotlib.font_manager import FontProperties
 from matplotlib.layout_engine import ConstrainedLayoutEngine
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
-from ..atomic import replacing
-from ..host import usable_cores
-from ..process_tree import signal_on_parent_death
+from ..store.atomic import replacing
+from ..run.host import usable_cores
+from ..run.process_tree import signal_on_parent_death
 from ..models import FAMILIES
-from ..results import Result
+from ..core.results import Result
 from .columns import devices
 from .paper import device_of
 

@@ -13,8 +13,8 @@ from typing import Callable, Optional, Sequence
 
 from matplotlib.figure import Figure
 
-from ..accuracy import Accuracy, chart_accuracies
-from ..results import Result
+from ..core.accuracy import Accuracy, chart_accuracies
+from ..core.results import Result
 from .chart_accuracy import accuracy_charts
 from .chart_costs import images_per_joule, max_batch, memory_vs_params, throughput
 from .chart_paper import paper_vs_measured

@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Iterable, Optional, Sequence
 
-from ..gpus import budget_label
-from ..maxbatch import MAX_BATCH_LIMIT
+from ..core.gpus import budget_label
+from ..measure.maxbatch import MAX_BATCH_LIMIT
 from ..models import FAMILIES
-from ..results import MaxBatchResult, Result
+from ..core.results import MaxBatchResult, Result
 from .paper import GIB, device_of
 
 MISSING = "–"
@@ -31,11 +31,11 @@ ESTIMATE = Label("~", "the tensors (allocated), estimated on the CPU (live tenso
                       "training step), not measured on a GPU")
 UPPER = Label("≤", "the predicted band's upper end, what nvidia-smi would show on the target GPU: the caching "
                    "allocator's rounding and cache, cuBLAS workspaces, the CUDA context, lazily loaded kernels and "
-                   "library handles added to the tensors (wavemix_profile/cuda_overheads.py)")
+                   "library handles added to the tensors (wavemix_profile/estimate/cuda_overheads.py)")
 NEEDED = ("the least device memory the step runs in: its allocations replayed through the caching allocator's "
           "model under the budget (which releases its cache and tries again when a segment would not fit, as on "
           "a full GPU), with cuBLAS workspaces, plus the CUDA context, lazily loaded kernels and library handles "
-          "(wavemix_profile/cuda_overheads.py)")
+          "(wavemix_profile/estimate/cuda_overheads.py)")
 PREDICTED = Label(" (pred.)", "predicted from CPU memory estimates, not found by probing a GPU: the largest batch "
                               "whose step runs within the budget on the target GPU (" + NEEDED + ")")
 _CAP = f"the search stopped at its limit of {MAX_BATCH_LIMIT:,} images and that still fitted: the true maximum may be larger"
@@ -120,7 +120,7 @@ def _percent(name: str) -> Callable[[Result], Optional[float]]:
 
 
 MFU_NOTE = ("MFU: model FLOPs utilisation, the counted FLOPs per image times images/s over the GPU's dense "
-            "datasheet peak for the precision timed; GPUs in wavemix_profile/gpus.py only")
+            "datasheet peak for the precision timed; GPUs in wavemix_profile/core/gpus.py only")
 ENERGY_SOURCES = {"nvml": "NVML total energy (whole GPU board)", "rapl": "RAPL (CPU packages)"}
 ENERGY_NOTE = ("images/J: timed images per joule the device's energy counter recorded over the timed blocks "
                "(NVML board energy on NVIDIA GPUs, RAPL package energy on CPUs); the environment table says "

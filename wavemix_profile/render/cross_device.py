@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from ..atomic import write_text
-from ..results import Result
+from ..store.atomic import write_text
+from ..core.results import Result
 from .chart_style import new_figure, save_figure, scale_axis
 from .charts import FAMILY_COLOURS, OTHER_COLOUR
 from .columns import Machine, family_order, machine_of, machines

@@ -16,7 +16,7 @@ import csv
 import io
 from typing import Sequence
 
-from ..results import Result, value_at
+from ..core.results import Result, value_at
 
 
 def _max_batch(which: str) -> tuple[str, ...]:

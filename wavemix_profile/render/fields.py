@@ -18,8 +18,8 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from .. import results
-from ..results import Result
+from ..core import results
+from ..core.results import Result
 from .csv import COLUMNS
 
 # The unit a field's name ends with (results.py puts units in names), first match wins.
@@ -139,7 +139,7 @@ def render_field_reference() -> str:
         "percentages. One MAC (multiply-add) is 2 FLOPs.",
         "",
         f"Records carry `schema_version` {results.SCHEMA_VERSION}; the field meanings are the comments "
-        "of the dataclasses in `wavemix_profile/results.py`.",
+        "of the dataclasses in `wavemix_profile/core/results.py`.",
         "",
         "## results.csv",
         "",

@@ -5,7 +5,7 @@ from typing import Sequence
 
 from rich.table import Table
 
-from ..gpus import Card
+from ..core.gpus import Card
 from .columns import MISSING
 
 HEADERS = ("name", "device name (torch)", "compute capability", "memory (GiB)", "memory (bytes)", "basis",

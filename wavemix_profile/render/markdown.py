@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from typing import Mapping, Optional, Sequence
 
-from ..gpus import PAPER_CARD
+from ..core.gpus import PAPER_CARD
 from ..models import PAPER, paper_values
-from ..results import Environment, Result, ThroughputResult
+from ..core.results import Environment, Result, ThroughputResult
 from .columns import (ENERGY_SOURCES, MISSING, Grid, best_legend, column_notes, comparison_grids, devices,
                       format_number, shown_columns)
 from .paper import (GIB, MEASURED_UNITS, METRIC_LABELS, TABLE_CAPTIONS, PaperComparison,
@@ -204,7 +204,7 @@ def render_markdown(results: Sequence[Result], *, command: Optional[str] = None,
 def render_overhead_figures() -> str:
     """The figures of cuda_overheads.py as one Markdown table (docs/prediction.md's): each overhead once,
     where it applies, its size, what it rests on and its source."""
-    from ..cuda_overheads import CONTEXT, GENERATIONS, LIBRARIES, MEASURED_OUTSIDE, STEP_KERNELS, cublas_workspace
+    from ..estimate.cuda_overheads import CONTEXT, GENERATIONS, LIBRARIES, MEASURED_OUTSIDE, STEP_KERNELS, cublas_workspace
     rows = [("outside the allocator, all of it", f"{gen}, CUDA {major}, {loading} loading", figure)
             for (gen, major, loading), figure in MEASURED_OUTSIDE.items()]
     rows += [("CUDA context", f"CUDA {major}, {loading} loading", figure) for (major, loading), figure in CONTEXT.items()]

@@ -26,12 +26,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Optional, Sequence
 
-from ..gpus import DEFAULT_BUDGET_BYTES, PAPER_CARD, card_budget, find_card, find_peak
+from ..core.gpus import PAPER_BUDGET_BYTES, PAPER_CARD, card_budget, find_card, find_peak
 from ..models import PaperValue, paper_values
-from ..results import Result
+from ..core.results import Result
 
 GIB = 2**30
-PAPER_BUDGET_BYTES = DEFAULT_BUDGET_BYTES   # the paper's "16 GB", read as GiB
 BUDGET_TOLERANCE = 0.01          # a budget within 1% of 16 GiB counts as the paper's 16 GB GPU
 PAPER_BATCH_SIZE = 64            # Tables 1 and 4 report GPU memory at batch 64
 

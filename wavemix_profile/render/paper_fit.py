@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from ..paper_fit import ProtocolFit
+from ..measure.paper_fit import ProtocolFit
 from .markdown import _md, _table
 from .columns import format_number
 from .paper import MEASURED_UNITS, METRIC_LABELS, TABLE_CAPTIONS, ratio_text

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from ..results import DEFAULT_OPTIMIZER, MemoryResult, ModuleProfile
+from ..core.results import DEFAULT_OPTIMIZER, MemoryResult, ModuleProfile
 from .columns import GIB
 
 MODULE_HEADERS = ("module", "type", "output shape (per image)", "params", "params %", "forward MACs/image (M)",
@@ -76,7 +76,7 @@ def memory_title(profile: ModuleProfile) -> str:
 def memory_table(profile: ModuleProfile) -> Table:
     source = profile.memory.overhead_source
     table = Table(title=memory_title(profile), caption_justify="left", min_width=len(memory_title(profile)),
-                  caption=f"≤: the predicted upper end, for {source} (wavemix_profile/cuda_overheads.py)" if source else None)
+                  caption=f"≤: the predicted upper end, for {source} (wavemix_profile/estimate/cuda_overheads.py)" if source else None)
     table.add_column("part")
     table.add_column("GiB", justify="right")
     table.add_column("share", justify="right")
@@ -98,5 +98,5 @@ def profile_markdown(profile: ModuleProfile) -> str:
         lines += _table(("part", "GiB", "share"), "lrr", [[_md(c) for c in row] for row in memory_rows(profile.memory, profile.settings.optimizer)])
         if profile.memory.overhead_source:
             lines += ["", f"≤: the predicted upper end, for {_md(profile.memory.overhead_source)} "
-                          "(wavemix_profile/cuda_overheads.py)"]
+                          "(wavemix_profile/estimate/cuda_overheads.py)"]
     return "\n".join(lines) + "\n"

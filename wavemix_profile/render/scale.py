@@ -18,7 +18,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
 from rich.table import Table
 
-from ..results import Result
+from ..core.results import Result
 from .chart_style import PLAIN_TICKS, fitted_title, freeze_layout, new_figure, plain_log
 from .charts import FAMILY_COLOURS, OTHER_COLOUR
 from .columns import devices, family_order

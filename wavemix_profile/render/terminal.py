@@ -8,7 +8,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from ..results import Result
+from ..core.results import Result
 from .columns import MISSING, Grid, best_legend, column_notes, comparison_grids
 
 BEST_STYLE = "bold green"

@@ -7,7 +7,7 @@ from matplotlib.figure import Figure
 from matplotlib.transforms import blended_transform_factory
 from rich.table import Table
 
-from ..timeline import CATEGORY_MEANING, MemoryTimeline
+from ..estimate.timeline import CATEGORY_MEANING, MemoryTimeline
 from .paper import GIB
 
 MIB = 2**20

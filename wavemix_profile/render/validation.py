@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 from ..models import PAPER
-from ..results import MaxBatchResult, Result
+from ..core.results import MaxBatchResult, Result
 from ..validation.checks import CheckRecord
 from .columns import MISSING, format_number
 from .markdown import _md, _table
@@ -161,7 +161,7 @@ def _whole_device(data: ValidationData) -> list[str]:
     lines = _section("Emulated 16 GiB against the whole device", data, "whole-device",
                      "Max batch grows with the memory left after fixed costs (weights, gradients and Adam state "
                      f"for training, weights for inference, about {c / GIB:.1f} GiB of CUDA context, kernels and "
-                     "library handles, wavemix_profile/cuda_overheads.py): the "
+                     "library handles, wavemix_profile/estimate/cuda_overheads.py): the "
                      "expected ratio is (device - context - fixed) / (16 GiB - context - fixed). A measured ratio "
                      "below it means larger batches cost more per image (bigger cuDNN workspaces, allocator "
                      "fragmentation); above it, less (per-batch temporaries amortised over more images).")

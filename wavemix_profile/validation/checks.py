@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from ..atomic import write_text
-from ..results import Result, Settings, to_dict
+from ..store.atomic import write_text
+from ..core.results import Result, Settings, to_dict
 
 PROBE_TIMEOUT_S = 300.0
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..models import PAPER_ZOO
-from ..render.paper import PAPER_BUDGET_BYTES
-from ..results import CPU_QUICK_TIMING, Settings
+from ..core.gpus import PAPER_BUDGET_BYTES
+from ..core.results import CPU_QUICK_TIMING, Settings
 
 CHECK_MODELS = ("ResNet-18", "ResNet-50", "WaveMix-128/7", "WaveMix-256/7")
 REPEAT_MODELS = ("ResNet-18", "WaveMix-128/7")

@@ -13,10 +13,10 @@ import sys
 
 
 def probe_once(settings, mode: str, batch: int) -> tuple[bool, int | None]:
-    from ..measure import validate
-    from ..memory import CpuEstimator
-    from ..probes import cuda_probe, device_fit, emulate_budget
-    from ..training import StepConfig, TrainStep
+    from ..measure.measure import validate
+    from ..measure.memory import CpuEstimator
+    from ..measure.probes import cuda_probe, device_fit, emulate_budget
+    from ..sources.training import StepConfig, TrainStep
 
     source = validate(settings)
     config = StepConfig.of(settings)
@@ -35,7 +35,7 @@ def probe_once(settings, mode: str, batch: int) -> tuple[bool, int | None]:
 
 
 def main(argv: list[str]) -> int:
-    from ..results import settings_from_dict
+    from ..core.results import settings_from_dict
     settings_json, mode, batch, result_path = argv
     fits, peak = probe_once(settings_from_dict(json.loads(settings_json)), mode, int(batch))
     with open(result_path, "w", encoding="utf-8") as fh:

@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
-from ..results import Result, Settings
-from ..store import Store
+from ..core.results import Result, Settings
+from ..store.store import Store
 from .checks import check_found, read_checks, write_checks
 from .plan import (CV_TARGET, STAGES, Plan, Stage, check_size, compare_requests, cpu_estimate_requests,
                    repeat_request, whole_device_requests)
@@ -99,7 +99,7 @@ def run_stage(plan: Plan, stage: Stage, *, deadline: Optional[float], say: Say) 
 
 
 def _run_requests(plan: Plan, stage: Stage, time_for, say: Say) -> bool:
-    from ..runner import run_all
+    from ..run.runner import run_all
     groups: dict[str, list[Settings]] = {}
     for settings in left(plan, stage):
         groups.setdefault(settings.model, []).append(settings)
@@ -135,7 +135,7 @@ def _run_checks(plan: Plan, stage: Stage, time_for, say: Say) -> bool:
 
 
 def _run_repeats(plan: Plan, stage: Stage, time_for, say: Say) -> bool:
-    from ..runner import run_all
+    from ..run.runner import run_all
     store = Store(plan.store(stage.name))
     while True:
         todo = left(plan, stage)
