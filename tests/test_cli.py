@@ -202,7 +202,7 @@ def test_a_budget_past_the_search_limit_is_marked_capped_everywhere(tmp_path):
     rows = list(csv.DictReader(open(out / "results.csv")))
     assert len(rows) == 1, "a repeated image size is measured once"
     assert rows[0]["max_batch_train.max_batch"] == "1000000" and rows[0]["max_batch_train.capped"] == "True"
-    assert "│ 1000000 (pred., cap) │" in run.stdout
+    assert "│ 1,000,000 (pred., cap) │" in run.stdout  # counts print with separators
     assert "(pred., cap)" in (out / "report.md").read_text()
     alone = cli("max-batch", "python:factories:tiny_cnn", "--image-size", "8", "--mode", "infer", *huge)
     assert alone.returncode == 0 and "1,000,000 (pred., cap)" in alone.stdout, alone.stdout

@@ -70,7 +70,7 @@ def test_max_batch_writes_to_the_store_that_report_renders(tmp_path):
     assert printed.command.startswith("wavemix-profile max-batch python:factories:tiny_cnn")
     assert "max batch within 2.0 GiB (2.1 GB)" in " ".join(run.stderr.split())  # both units: GB could mean either
     report = cli("report", "mb/results.jsonl", cwd=tmp_path)
-    assert report.returncode == 0 and f"{printed.max_batch_train.max_batch}" in report.stdout
+    assert report.returncode == 0 and f"{printed.max_batch_train.max_batch:,}" in report.stdout
 
 
 def test_profile_shows_types_and_shapes_and_writes_json_and_markdown(tmp_path):

@@ -5,12 +5,14 @@ import pickle
 import pytest
 import torch
 import torch.nn as nn
+from matplotlib import image as plt_image
 from test_scale import text_overlaps
 
 from wavemix_profile.cli import main
 from wavemix_profile.measure.memory import CpuEstimator
 from wavemix_profile.measure.memory_timeline import cpu_timeline, cuda_timeline
 from wavemix_profile.models import create_model
+from wavemix_profile.render.chart_style import ASPECT_RANGE, DPI, MAX_INCHES
 from wavemix_profile.render.timeline import timeline_chart, timeline_table
 from wavemix_profile.estimate.timeline import CATEGORIES, PHASES, timeline_from_json, timeline_to_json
 from wavemix_profile.sources.training import StepConfig
@@ -111,6 +113,8 @@ def test_profile_timeline_end_to_end(tmp_path, capsys):
     stem = out / "timeline-linear-probe-8px"
     for suffix in (".png", ".svg", ".json"):
         assert stem.with_suffix(suffix).stat().st_size > 0
+    height, width = plt_image.imread(stem.with_suffix(".png")).shape[:2]
+    assert ASPECT_RANGE[0] <= width / height <= ASPECT_RANGE[1] and width <= MAX_INCHES * DPI, (width, height)
     timeline = timeline_from_json(stem.with_suffix(".json").read_text())
     # Flatten + bias-free Linear(192 -> 100): weights 4 * 192 * 100 bytes
     assert set(column(timeline, "parameters")) == {4 * 192 * 100}

@@ -3,6 +3,7 @@ through one training step, phases marked, the peak marked, and the modules holdi
 peak beside it; and the same modules as a terminal table. Never imports torch."""
 from __future__ import annotations
 
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.transforms import blended_transform_factory
 from rich.table import Table
@@ -33,7 +34,8 @@ def _title(timeline: MemoryTimeline) -> str:
 def timeline_chart(timeline: MemoryTimeline) -> Figure:
     """Stacked live bytes against op index, phase boundaries, the peak, and the top modules at the peak."""
     unit, scale = _unit(timeline)
-    fig = Figure(figsize=(14.0, 6.2), layout="constrained")
+    fig = Figure(figsize=(13.0, 6.2), layout="constrained")  # an aspect within chart_style.ASPECT_RANGE
+    FigureCanvasAgg(fig)  # save_figure measures text on the Agg canvas
     ax, side = fig.subplots(1, 2, width_ratios=(2.4, 1.0))
     xs = list(timeline.op_index)
     base = [0.0] * len(xs)
