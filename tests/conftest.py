@@ -6,6 +6,9 @@ import torch
 
 TESTS = os.path.dirname(__file__)
 sys.path.insert(0, TESTS)  # `factories` for python:factories:NAME specs, here and in child processes
+# the width rich gives tables in every test, run here or in a child (a pipe's default); one value also
+# keeps the environment, and so the fork server that in_process.run_cli reuses, the same from test to test
+os.environ["COLUMNS"] = "80"
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [TESTS, os.environ.get("PYTHONPATH")]))
 
 

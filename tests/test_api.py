@@ -5,7 +5,6 @@ import sys
 
 import pytest
 import torch
-import torch.nn as nn
 
 from factories import tiny_cnn
 from wavemix_profile import measure_model

@@ -11,11 +11,10 @@ import itertools
 import json
 import random
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from in_process import run_cli
 from matplotlib.colors import to_rgba
 from matplotlib.text import Annotation, Text
 
@@ -414,8 +413,7 @@ def test_a_throughput_timed_on_the_papers_gpu_keeps_its_ratio(reference):
 # --- the command line -----------------------------------------------------------------------------
 
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "wavemix_profile", *args], capture_output=True, text=True,
-                          timeout=600)
+    return run_cli(*args)
 
 
 def test_report_with_accuracy_file_charts_the_users_rows(tmp_path):

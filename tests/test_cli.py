@@ -1,4 +1,6 @@
-"""The command line end to end on the CPU: real subprocesses, real files."""
+"""The command line end to end on the CPU: real files, measurements in real child processes. The
+entry point and one whole comparison run as `python -m wavemix_profile`; the other commands run main()
+in this process (in_process.py), which saves an interpreter's start and a fork server's imports each."""
 import csv
 import json
 import os
@@ -8,17 +10,18 @@ import sys
 
 import pytest
 
+from in_process import run_cli as cli
 from wavemix_profile import __version__
 
 
-def cli(*args, cwd=None, columns=None):
+def cli_process(*args, cwd=None, columns=None):
     env = {**os.environ, **({"COLUMNS": str(columns)} if columns else {})}
     return subprocess.run([sys.executable, "-m", "wavemix_profile", *args], capture_output=True, text=True,
                           cwd=cwd, env=env, timeout=600)
 
 
 def test_version():
-    run = cli("--version")
+    run = cli_process("--version")
     assert run.returncode == 0 and run.stdout.strip() == f"wavemix-profile {__version__}"
 
 
@@ -63,7 +66,7 @@ def test_compare_end_to_end_writes_every_file_then_resume_skips(tmp_path):
     out = tmp_path / "cmp"
     args = ["compare", "--models", "WaveMix-16/5", "python:factories:tiny_cnn", "--image-sizes", "32",
             "--batch-size", "8", "--out", str(out)]
-    run = cli(*args)
+    run = cli_process(*args)  # the one whole comparison in a process of its own, as a user starts it
     assert run.returncode == 0, run.stderr
     for name in ("results.jsonl", "results.csv", "report.md", "memory_vs_params.png", "memory_vs_params.svg",
                  "throughput.png", "max_batch.png"):

@@ -8,15 +8,21 @@ import os
 import subprocess
 import sys
 
+from in_process import run_cli
+
 from wavemix_profile.core.results import profile_from_dict, result_from_dict
 from wavemix_profile.store.store import Store
 
 TINY = "python:factories:tiny_cnn"
 
 
-def cli(*args, cwd):
+def cli_process(*args, cwd):
     return subprocess.run([sys.executable, "-m", "wavemix_profile", *args], capture_output=True, text=True,
                           cwd=cwd, env={**os.environ}, timeout=600)
+
+
+def cli(*args, cwd):
+    return run_cli(*args, cwd=cwd)
 
 
 def test_compare_json_is_the_stored_records_on_stdout_and_the_table_goes_to_stderr(tmp_path):
@@ -39,8 +45,9 @@ def test_compare_json_is_the_stored_records_on_stdout_and_the_table_goes_to_stde
 
 
 def test_the_cpu_preset_calibrates_blocks_and_quiet_prints_nothing(tmp_path):
-    run = cli("compare", "--models", TINY, "--image-sizes", "16", "--num-classes", "10", "--skip", "max-batch",
-              "--quiet", "--out", "out", cwd=tmp_path)
+    # in a process of its own: nothing at all on its stdout and stderr, whatever writes there
+    run = cli_process("compare", "--models", TINY, "--image-sizes", "16", "--num-classes", "10", "--skip", "max-batch",
+                      "--quiet", "--out", "out", cwd=tmp_path)
     assert run.returncode == 0 and run.stdout == "" and run.stderr == "", run.stderr
     timing = Store(tmp_path / "out" / "results.jsonl").read()[0].throughput
     assert timing.repeats == 5 and timing.min_block_s == 0.05    # results.CPU_QUICK_TIMING

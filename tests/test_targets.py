@@ -1,11 +1,10 @@
 """The question users bring: what fits MY training on GPU X? A named GPU brings its memory, a library model
-its own head, the optimizer is the one asked for; real subprocesses of the command line, and the API."""
+its own head, the optimizer is the one asked for; the command line (in_process.py: measurements in child
+processes) and the API."""
 import json
-import os
-import subprocess
-import sys
 
 import pytest
+from in_process import run_cli
 
 from wavemix_profile.core.gpus import CARDS, DEFAULT_BUDGET_BYTES, budget_label, card_budget, find_card
 
@@ -13,8 +12,7 @@ RTX_4090 = 25_386_352_640   # deviceQuery's total global memory of an RTX 4090 (
 
 
 def cli(*args):
-    return subprocess.run([sys.executable, "-m", "wavemix_profile", *args], capture_output=True, text=True,
-                          timeout=600, env={**os.environ, "COLUMNS": "300"})
+    return run_cli(*args, columns=300)
 
 
 # --- the card table --------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import sys
 import textwrap
 
 import pytest
+from in_process import run_cli
 
 from wavemix_profile.core.errors import BadInputError
 from wavemix_profile.core.results import Settings
@@ -59,8 +60,7 @@ def test_a_model_file_that_gives_no_model_is_refused_without_running_here(tmp_pa
 
 
 def cli(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "wavemix_profile", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=300)
+    return run_cli(*args, cwd=cwd)
 
 
 def test_a_model_file_that_changes_folder_runs_in_children_and_the_store_lands_in_out(tmp_path):

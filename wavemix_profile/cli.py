@@ -5,6 +5,7 @@ Bad input ends with one line on stderr naming what was wrong and what is accepte
 from __future__ import annotations
 
 import argparse
+import shlex
 import signal
 import sys
 import threading
@@ -361,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     stopped = False
     try:
         args = parser.parse_args(argv)
+        # what a record names as the command that made it: these arguments, also when main() is called with them
+        args.command_line = "wavemix-profile " + shlex.join(sys.argv[1:] if argv is None else argv)
         if not getattr(args, "func", None):
             parser.print_help()
             return 2

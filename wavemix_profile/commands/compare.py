@@ -1,8 +1,6 @@
 """`wavemix-profile compare`: measure a set of models at several image sizes and render the comparison."""
 from __future__ import annotations
 
-import shlex
-import sys
 from pathlib import Path
 
 from ..core.errors import BadInputError
@@ -84,7 +82,7 @@ def _run_compare(args, where) -> int:
     if args.resume:  # what a writer killed mid-write (SIGKILL) left; live writers' files stay
         sweep_stale(out)
     store = Store(out / STORE_NAME)  # appended to, never rewritten: earlier runs stay
-    command = "wavemix-profile " + shlex.join(sys.argv[1:])
+    command = args.command_line
     console = human_console(args)
     with MeasureProgress(requests, console=console) as progress:
         results = run_all(requests, store, resume=args.resume, keep_errors=args.keep_errors, timeout_s=args.timeout,

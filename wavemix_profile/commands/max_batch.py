@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import shlex
 import sys
 from pathlib import Path
 
@@ -41,7 +40,7 @@ def run_max_batch(args) -> int:
 
     console.print(f"[bold]{settings.model}[/] @ {settings.image_size} px on {settings.device}: probing")
     result = run_isolated(settings, on_event=show, timeout_s=args.timeout)
-    result = dataclasses.replace(result, command="wavemix-profile " + shlex.join(sys.argv[1:]))
+    result = dataclasses.replace(result, command=args.command_line)
     if args.out:  # the store compare and report use: `report DIR/results.jsonl` renders it
         from ..store.store import Store
         Store(Path(args.out) / STORE_NAME).append(result)
@@ -49,7 +48,8 @@ def run_max_batch(args) -> int:
         from ..core.results import to_dict
         print_json(to_dict(result))
     if result.error:
-        raise SystemExit(f"error: {result.error}")
+        print(f"error: {result.error}", file=sys.stderr)  # exit 1: the measurement failed
+        return 1
     console.print(max_batch_table(result))
     return 0
 

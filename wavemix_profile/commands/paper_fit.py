@@ -6,7 +6,6 @@ report.md with the section "What the paper's numbers match".
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 def run_paper_fit(args) -> int:
@@ -24,7 +23,7 @@ def run_paper_fit(args) -> int:
         collect_environment(torch.device("cpu")).device_name)
     check_output_folder(out)
     console = make_console()
-    command = "wavemix-profile " + " ".join(sys.argv[1:])
+    command = args.command_line
     console.print("estimating the paper's models under each protocol:", highlight=False)
     fits = fit(say=lambda line: console.print(line, highlight=False))
     write_text(out / PAPER_FIT_NAME, json.dumps(to_json(fits, command=command, torch_version=torch.__version__),

@@ -5,7 +5,6 @@ split into parameters, gradients, Adam state and the rest (activations and tempo
 """
 from __future__ import annotations
 
-import shlex
 import sys
 from pathlib import Path
 
@@ -54,7 +53,7 @@ def run_profile(args) -> int:
     try:
         modules = profile_modules(build(), settings.image_size, args.depth)
         profile = ModuleProfile(settings=settings, model_name=source.display_name, depth=args.depth, modules=modules,
-                                command="wavemix-profile " + shlex.join(sys.argv[1:]),
+                                command=args.command_line,
                                 environment=collect_environment(parse_device(settings.device)))
         console.print(module_table(profile))
         profile = dataclasses.replace(profile, memory=_memory(build, config, settings))

@@ -4,7 +4,6 @@ Several stores (from different GPUs, say) merge into one comparison with a devic
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from ..render.terminal import make_console
@@ -31,9 +30,9 @@ def run_report(args) -> int:
         except ValueError as exc:
             raise BadInputError(str(exc)) from None
     check_output_folder(out)
-    written = write_outputs(results, out, command="wavemix-profile " + " ".join(sys.argv[1:]),
+    written = write_outputs(results, out, command=args.command_line,
                             accuracies=accuracies)
     written += write_cross_device(latest_per_key(results), out, reference=args.reference,  # several devices
-                                  command="wavemix-profile " + " ".join(sys.argv[1:]))
+                                  command=args.command_line)
     make_console().print(f"wrote {', '.join(str(p) for p in written)}")
     return 0

@@ -11,8 +11,6 @@ Imported by the CLI parser for its defaults: module-level imports stay light.
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 from pathlib import Path
 
 # A few models of each family that read well on one chart; sizes from CIFAR's to ImageNet's.
@@ -76,7 +74,7 @@ def run_scale(args) -> int:
     if args.resume:  # what a writer killed mid-write (SIGKILL) left; live writers' files stay
         from ..store.atomic import sweep_stale
         sweep_stale(out)
-    command = "wavemix-profile " + shlex.join(sys.argv[1:])
+    command = args.command_line
     with MeasureProgress(requests) as progress:
         results = run_all(requests, Store(out / STORE_NAME), resume=args.resume, keep_errors=args.keep_errors,
                           timeout_s=args.timeout, command=command, on_start=progress.start,

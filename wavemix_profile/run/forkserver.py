@@ -106,6 +106,7 @@ class _Server:
 
     def __init__(self, key):
         self.key = key
+        self.forked = False  # whether any child was asked for: a server never used is ended, not awaited
         self.control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self.proc = subprocess.Popen([sys.executable, "-m", "wavemix_profile.run.forkserver", str(theirs.fileno())],
@@ -116,6 +117,7 @@ class _Server:
 
     def fork(self, fds: tuple[int, ...]) -> Forked:
         """Send the child's pipes; the server forks it and writes its pid. OSError if it cannot."""
+        self.forked = True
         status_r, status_w = os.pipe()
         try:
             socket.send_fds(self.control, [b"fork"], [*fds, status_w])
@@ -138,8 +140,11 @@ class _Server:
         return Forked(int(line.split()[1]), status_r, rest)
 
     def close(self, wait_s: float = 0.0) -> None:
-        """No more requests: the server exits once its children have."""
+        """No more requests: the server exits once its children have. One that never forked a
+        child (the run stopped at bad input) is killed: its imports are of no use now."""
         self.control.close()
+        if not self.forked:
+            self.proc.kill()
         try:
             self.proc.wait(wait_s)
         except subprocess.TimeoutExpired:
