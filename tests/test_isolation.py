@@ -216,7 +216,8 @@ MEASURED = ("params_total", "params_trainable", "flops", "memory")
 
 
 def test_results_are_the_same_with_and_without_the_fork_server(monkeypatch):
-    request = Settings(model="WaveMix-16/5", image_size=32, batch_size=8, num_classes=10, skip=("throughput",))
+    request = Settings(model="python:factories:tiny_cnn", image_size=16, batch_size=8, num_classes=10,
+                       skip=("throughput",))
     forked = run_isolated(request)
     monkeypatch.setenv(FORK_SERVER_ENV, "0")
     spawned = run_isolated(request)

@@ -6,7 +6,8 @@ output) runs here with bash, in one copy of the project's files with `.venv` lin
 project's `.venv/bin` first on PATH, so that what the commands write under reports/ never touches the
 committed reports: README.md's first, in its order, then each file of docs/ in name
 order, so a page may use what the README's commands wrote (docs/models.md's `--resume` takes
-README.md's WaveMix-16/5; docs/paper.md charts the small_cnn of docs/models.md). Each must exit 0, or
+README.md's WaveMix-16/5; docs/paper.md charts the small_cnn of docs/models.md): pages that do so form a
+chain (CHAINS), and each chain runs in a copy of its own. Each must exit 0, or
 the code its line names (`# exit code N`). A code block whose first line is `# NAME.py` or `# NAME.csv`
 is a file a page asks the reader to write: every page's are written into the copy first.
 
@@ -31,6 +32,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 DOCS = [README, *sorted((ROOT / "docs").glob("*.md"))]  # the order their commands run in
+# Pages whose commands use what another page's commands wrote run after it in one copy of the project:
+# a chain. Chains run apart (in parallel under xdist); a page in no chain runs in a copy of its own.
+CHAINS = (("README.md", "docs/models.md", "docs/paper.md"),  # models.md resumes README's store, paper.md charts it
+          ("docs/api.md", "docs/prediction.md"), ("docs/measurements.md", "docs/scaling-out.md"))
 
 NOT_RUN = {
     "make demo": "the whole zoo at 32 and 64 px, minutes on 2 cores: the same comparison as the reference run",
@@ -195,12 +200,33 @@ def tracked_reports() -> dict[str, str]:
 COMMAND_LIMIT_S = 240  # a hang guard for one command, not a speed test: all commands together take ~4 min
 
 
+def runnable(text: str) -> list[Command]:
+    return [c for c in commands(text) if c.key not in NOT_RUN]
+
+
+def chains() -> list[tuple[str, ...]]:
+    """CHAINS, then each other page that has commands to run, on its own."""
+    chained = {name for chain in CHAINS for name in chain}
+    return [*CHAINS, *((name,) for path, text in documented()
+                       if (name := path.relative_to(ROOT).as_posix()) not in chained and runnable(text))]
+
+
+def test_every_page_with_commands_runs_in_one_chain():
+    pages = [name for chain in chains() for name in chain]
+    shown = {path.relative_to(ROOT).as_posix(): runnable(text) for path, text in documented()}
+    assert len(pages) == len(set(pages)) and set(pages) <= set(shown), "a page twice, or a stale name in CHAINS"
+    assert {name for name, to_run in shown.items() if to_run} <= set(pages)
+    assert sum(map(len, shown.values())) >= 20  # the parser still finds the pages' commands
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_every_documented_command_runs_as_written(tmp_path):
+@pytest.mark.parametrize("chain", chains(), ids=lambda chain: "+".join(Path(name).stem for name in chain))
+def test_every_documented_command_runs_as_written(tmp_path, chain):
     pages = documented()
-    to_run = [c for _, text in pages for c in commands(text) if c.key not in NOT_RUN]
-    assert len(to_run) >= 20, [c.key for c in to_run]  # the parser still finds the pages' commands
+    text_of = {path.relative_to(ROOT).as_posix(): text for path, text in pages}
+    to_run = [c for name in chain for c in runnable(text_of[name])]  # in the chain's order
+    assert to_run, f"{chain} has no command to run"
     project_copy(tmp_path)
     for _, text in pages:
         for name, body in files_to_write(text).items():
