@@ -74,3 +74,25 @@ def test_the_fork_server_goes_with_the_run(tmp_path, stop):
     proc.kill() if stop == "sigkill" else proc.terminate()
     proc.communicate(timeout=60)
     assert gone_within(child, 10) and gone_within(server, 10), "the fork server outlived its run"
+
+
+def test_a_stop_inside_a_held_block_is_raised_when_the_block_ends():
+    """The runner appends a record and counts it inside held_stops(): a Ctrl-C between the two would
+    make the closing line say one result fewer than the store holds (seen under load)."""
+    from wavemix_profile.cli import _STOPS, _on_stop
+    from wavemix_profile.core.errors import held_stops
+    previous = {sig: signal.signal(sig, _on_stop) for sig in _STOPS}
+    done = []
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with held_stops():
+                os.kill(os.getpid(), signal.SIGINT)  # its handler runs here, in the block
+                for _ in range(1000):                # bytecodes enough for Python to run it
+                    pass
+                done.append("the block's work")
+        assert done == ["the block's work"]
+        with pytest.raises(KeyboardInterrupt):       # outside a block: at once
+            _on_stop(signal.SIGINT, None)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

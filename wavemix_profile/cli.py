@@ -337,9 +337,10 @@ def _on_stop(signum, frame):
     """The first Ctrl-C or SIGTERM ends the run, raised where the program is; any later one is ignored,
     so that the way out (ending the children, the fork server, the line that says what was stored)
     is not cut short into a traceback. The process is ending: nothing restores them."""
+    from .core.errors import stop_run
     for sig in _STOPS:
         signal.signal(sig, signal.SIG_IGN)
-    raise _Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+    stop_run(_Terminated() if signum == signal.SIGTERM else KeyboardInterrupt())
 
 
 _STOPS = (signal.SIGINT, signal.SIGTERM)

@@ -1,6 +1,8 @@
 """Which exceptions are the user's bad input (one line, exit 2) rather than our bugs; how a run ends early."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from ..models import UnknownModelError, UnsupportedImageSizeError
 
 
@@ -18,6 +20,32 @@ class Interrupted(KeyboardInterrupt):
     def __init__(self, stored: int):
         super().__init__(stored)
         self.stored = stored
+
+
+# A stop (Ctrl-C, SIGTERM) that arrived inside held_stops(), raised when the outermost block ends.
+_held: dict = {"depth": 0, "stop": None}
+
+
+@contextmanager
+def held_stops():
+    """Hold Ctrl-C and SIGTERM until the block ends, so that what it does together happens together
+    (a record appended and counted as stored). Signal handlers run in the main thread: use it there."""
+    _held["depth"] += 1
+    try:
+        yield
+    finally:
+        _held["depth"] -= 1
+        if not _held["depth"] and _held["stop"] is not None:
+            stop, _held["stop"] = _held["stop"], None
+            raise stop
+
+
+def stop_run(stop: KeyboardInterrupt) -> None:
+    """What a Ctrl-C or SIGTERM handler does: raise `stop` here, or at the end of a held_stops() block."""
+    if _held["depth"]:
+        _held["stop"] = stop
+        return
+    raise stop
 
 
 class WriteFailed(OSError):

@@ -18,7 +18,7 @@ import threading
 from collections import deque
 from typing import Callable, Iterable, Iterator, Optional, Protocol
 
-from ..core.errors import Interrupted, WriteFailed
+from ..core.errors import Interrupted, WriteFailed, held_stops
 from .host import usable_cores
 from .isolation import DEFAULT_TIMEOUT_S, iter_isolated
 from .isolation import check_request
@@ -311,9 +311,10 @@ class _Run:
         if self.command:
             result = dataclasses.replace(result, command=self.command)
         key = result.settings.key()
-        self.store.append(result)
+        with held_stops():  # appended is counted: a Ctrl-C here says how many results are stored
+            self.store.append(result)
+            self.fresh[key] = result
         self._release(key)
-        self.fresh[key] = result
         self.on_done(result.settings, result)
         following = self.after.pop(key, None)
         if following is not None:
