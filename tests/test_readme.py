@@ -2,13 +2,11 @@
 
 Every command line in their fenced code blocks (a line that starts with `wavemix-profile`, `.venv/bin/`,
 `make`, `python` or a `$ ` prompt; in a block with a prompt, only its prompted lines, the rest being
-output) runs here with bash, in one copy of the project's files with `.venv` linked in and the
+output) runs here with bash, in a copy of the project's files with `.venv` linked in and the
 project's `.venv/bin` first on PATH, so that what the commands write under reports/ never touches the
-committed reports: README.md's first, in its order, then each file of docs/ in name
-order, so a page may use what the README's commands wrote (docs/models.md's `--resume` takes
-README.md's WaveMix-16/5; docs/paper.md charts the small_cnn of docs/models.md): pages that do so form a
-chain (CHAINS), and each chain runs in a copy of its own. Each must exit 0, or
-the code its line names (`# exit code N`). A code block whose first line is `# NAME.py` or `# NAME.csv`
+committed reports. A page may use what an earlier page's commands wrote (docs/paper.md charts the
+small_cnn of docs/models.md): pages that do so form a chain (CHAINS) whose commands run in order in one
+copy; each chain, and each page in none, has a copy of its own. Each must exit 0, or the code its line names (`# exit code N`). A code block whose first line is `# NAME.py` or `# NAME.csv`
 is a file a page asks the reader to write: every page's are written into the copy first.
 
 A command that cannot run on this machine is listed in NOT_RUN with the reason; nothing else is
@@ -34,8 +32,10 @@ README = ROOT / "README.md"
 DOCS = [README, *sorted((ROOT / "docs").glob("*.md"))]  # the order their commands run in
 # Pages whose commands use what another page's commands wrote run after it in one copy of the project:
 # a chain. Chains run apart (in parallel under xdist); a page in no chain runs in a copy of its own.
-CHAINS = (("README.md", "docs/models.md", "docs/paper.md"),  # models.md resumes README's store, paper.md charts it
-          ("docs/api.md", "docs/prediction.md"), ("docs/measurements.md", "docs/scaling-out.md"))
+# docs/models.md's `compare --resume` into reports/mine would skip README.md's WaveMix-16/5 after it; on
+# its own it measures it too, and docs/paper.md renders what models.md stored there.
+CHAINS = (("docs/models.md", "docs/paper.md"), ("docs/api.md", "docs/prediction.md"),
+          ("docs/measurements.md", "docs/scaling-out.md"))
 
 NOT_RUN = {
     "make demo": "the whole zoo at 32 and 64 px, minutes on 2 cores: the same comparison as the reference run",
