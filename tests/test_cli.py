@@ -133,7 +133,7 @@ def test_report_merges_stores_from_two_devices(tmp_path):
             device_rows[row[cells.index("device")]] = row
     assert sorted(device_rows) == ["CPU: simulated host A", "CPU: simulated host B"]
     rate_column = next(i for i, c in enumerate(cells) if c.startswith("train throughput (images/s)"))
-    shown = [float(device_rows[d][rate_column].strip("*").split()[0])
+    shown = [float(device_rows[d][rate_column].strip("*").split()[0].replace(",", ""))  # "3,253 ±2%"
              for d in ("CPU: simulated host A", "CPU: simulated host B")]
     assert shown == pytest.approx(rates, rel=0.01)  # each device's row holds its own store's value
     assert "CPU: simulated host A" in run.stdout and "CPU: simulated host B" in run.stdout
