@@ -347,3 +347,25 @@ def test_claims_and_reads_of_two_stores_of_one_path_share_the_process_locks(tmp_
         claimer.proc.stdin.close()
         claimer.proc.wait(timeout=30)
     store.release(key)
+
+
+def test_same_figures_names_each_stored_figure_that_moved_and_ignores_timings(tmp_path):
+    """scripts/same_figures.py, the check that a change moved no stored figure, on the golden real run."""
+    from pathlib import Path
+    golden = Path(__file__).parent / "golden" / "results.jsonl"
+    script = Path(__file__).parents[1] / "scripts" / "same_figures.py"
+    records = [json.loads(line) for line in golden.read_text().splitlines()]
+    records[0]["throughput"]["train_images_per_s"] *= 2      # another day's timing: not a figure
+    records[0]["wall_s"] += 1.0
+    moved = tmp_path / "moved.jsonl"
+    moved.write_text("".join(json.dumps(r) + "\n" for r in records))
+    run = subprocess.run([sys.executable, str(script), str(moved), str(golden)], capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 0 and "0 differing field(s)" in run.stdout, run.stdout
+    records[0]["memory"]["peak_train_bytes"] += 512
+    moved.write_text("".join(json.dumps(r) + "\n" for r in records))
+    run = subprocess.run([sys.executable, str(script), str(moved), str(golden)], capture_output=True, text=True,
+                         timeout=60)
+    lines = run.stdout.splitlines()
+    assert run.returncode == 1 and len(lines) == 2 and ": memory.peak_train_bytes: " in lines[0], run.stdout
+    assert lines[0].startswith(f"{records[0]['model_name']} @ {records[0]['settings']['image_size']} px")
