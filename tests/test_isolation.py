@@ -240,3 +240,17 @@ def test_the_trace_says_where_each_process_spent_its_time(tmp_path, monkeypatch)
     assert [r["image_size"] for r in phases[2:]] == [8, 8, 8, 12, 12, 12]
     assert all(r["wall_s"] >= 0 and r["cpu_s"] >= 0 for r in phases)
     assert phases[0]["cpu_s"] > 0.5, "the server's imports (torch among them) take CPU time"
+
+
+def test_a_run_of_the_command_line_starts_one_fork_server(tmp_path):
+    """The server starts before the command's own imports; checking a torchvision model there imports
+    torch._dynamo, which sets TORCHINDUCTOR_CACHE_DIR in the parent's environment: that once made such a
+    run start a second server and wait for its imports."""
+    trace = tmp_path / "trace.jsonl"
+    run = subprocess.run([sys.executable, "-m", "wavemix_profile", "compare", "--models", "torchvision:resnet18",
+                          "--image-sizes", "32", "--skip", "flops", "max-batch", "throughput", "--out",
+                          str(tmp_path / "out")], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, TRACE_ENV: str(trace)})
+    assert run.returncode == 0, run.stderr
+    phases = [r["phase"] for r in records(trace)]
+    assert phases.count("fork server start-up and imports") == 1 and phases.count("fork") == 1, phases

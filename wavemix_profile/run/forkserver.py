@@ -151,6 +151,11 @@ class _Server:
             pass
 
 
+# Variables torch's own imports set, to a default they derive, when the parent imports them after its
+# server started (TORCHINDUCTOR_CACHE_DIR: torch._dynamo's import): the server's imports set the same,
+# so they change nothing a child would inherit. Counted as a change, every run started a second server.
+_SET_BY_IMPORTS = frozenset({"TORCHINDUCTOR_CACHE_DIR"})
+
 _lock = threading.Lock()
 _state: dict = {"server": None, "broken": False}
 
@@ -160,7 +165,8 @@ def _current_server() -> Optional[_Server]:
     None where no server is to be used (FORK_SERVER_ENV=0, not Linux, or it failed)."""
     if os.environ.get(FORK_SERVER_ENV, "1") == "0" or not sys.platform.startswith("linux") or _state["broken"]:
         return None
-    key = (sys.executable, os.getcwd(), tuple(sorted(os.environ.items())))
+    key = (sys.executable, os.getcwd(), tuple(sorted((name, value) for name, value in os.environ.items()
+                                                     if name not in _SET_BY_IMPORTS)))
     server = _state["server"]
     if server is None or server.key != key:  # what a fresh child would inherit has changed
         if server is None:
