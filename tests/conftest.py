@@ -13,6 +13,10 @@ os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [TESTS, os.environ.get("
 
 
 def pytest_collection_modifyitems(config, items):
+    # the long tests first (the rehearsal and the doc test's README.md, the longest, at the very front), so
+    # that under xdist none starts last on one worker while the other idles
+    slow = sorted((item for item in items if "slow" in item.keywords), key=lambda item: item.path.name, reverse=True)
+    items[:] = slow + [item for item in items if "slow" not in item.keywords]
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device")

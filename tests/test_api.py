@@ -74,6 +74,7 @@ def _cli(*args):
                           timeout=600)
 
 
+@pytest.mark.slow
 def test_the_cli_prints_no_torch_log_noise(tmp_path):
     """`profile` estimates memory in the CLI's own process: a factory that copies a prebuilt model hits
     the fake-tensor failure there. `compare` measures in children, whose output the CLI keeps."""

@@ -62,6 +62,7 @@ def test_cuda_without_cuda_exits_2(tmp_path):
     assert run.returncode == 2 and "CUDA is not available" in run.stderr
 
 
+@pytest.mark.slow
 def test_compare_end_to_end_writes_every_file_then_resume_skips(tmp_path):
     out = tmp_path / "cmp"
     args = ["compare", "--models", "WaveMix-16/5", "python:factories:tiny_cnn", "--image-sizes", "32",

@@ -61,6 +61,7 @@ def factories(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_two_cpu_slots_measure_two_models_at_once_into_one_store(tmp_path):
     models = factories(tmp_path)
     requests = [Settings(model=f"python:{models}:{name}", image_size=size, batch_size=2, num_classes=10,

@@ -56,6 +56,7 @@ DRIVER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_then_resume_loses_nothing_and_duplicates_nothing(tmp_path):
     path = tmp_path / "results.jsonl"
     proc = subprocess.Popen([sys.executable, "-c", DRIVER, str(path)], env=os.environ.copy())

@@ -12,6 +12,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 from wavemix_profile.run.isolation import TimeAlone
 from wavemix_profile.core.results import Settings
 from wavemix_profile.run.runner import Lanes, Sequential, default_cpu_lanes, local_executor, run_all
@@ -128,6 +130,7 @@ def logged_models(tmp_path: Path) -> Path:
 TIMED_BATCH = 3  # no other stage runs the model on real tensors at this batch
 
 
+@pytest.mark.slow
 def test_two_lanes_overlap_untimed_stages_and_time_alone(tmp_path):
     models = logged_models(tmp_path)
     requests = [Settings(model=f"python:{models}:{name}", image_size=16, batch_size=4, num_classes=10,

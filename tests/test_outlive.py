@@ -98,6 +98,7 @@ def start_compare(tmp_path, *extra, env=None):
     return proc, pids(pid_file).pop(), release
 
 
+@pytest.mark.slow
 def test_a_run_paused_past_its_timeout_keeps_what_its_child_finished_meanwhile(tmp_path):
     proc, child, release = start_compare(tmp_path, "--timeout", "3")
     try:

@@ -205,10 +205,10 @@ def runnable(text: str) -> list[Command]:
 
 
 def chains() -> list[tuple[str, ...]]:
-    """CHAINS, then each other page that has commands to run, on its own."""
+    """Each page in no chain that has commands to run, on its own (README.md first: the longest), then CHAINS."""
     chained = {name for chain in CHAINS for name in chain}
-    return [*CHAINS, *((name,) for path, text in documented()
-                       if (name := path.relative_to(ROOT).as_posix()) not in chained and runnable(text))]
+    return [*((name,) for path, text in documented()
+              if (name := path.relative_to(ROOT).as_posix()) not in chained and runnable(text)), *CHAINS]
 
 
 def test_every_page_with_commands_runs_in_one_chain():

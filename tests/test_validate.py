@@ -27,6 +27,7 @@ def lines(path):
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(2 * BOUND_S)
 def test_rehearsal_killed_mid_run_then_resumed_writes_every_file_once(tmp_path):
     out = tmp_path / "reports" / "rehearsal-cpu"
