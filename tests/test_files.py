@@ -232,7 +232,8 @@ save_figures([("first", Figure()), ("second", Endless())], Path(sys.argv[1]))
 
 
 def test_the_process_saving_charts_beside_the_run_dies_with_it(tmp_path):
-    from test_outlive import kill_all, wait_for
+    from test_outlive import kill_all
+    from waiting import wait_for
     from test_signals import gone_within
     from wavemix_profile.run.host import usable_cores
     if usable_cores() < 2:

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from waiting import wait_for
 
 from wavemix_profile.run.isolation import TimeAlone
 from wavemix_profile.core.results import Settings
@@ -39,30 +40,22 @@ def _counter(path: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", COUNTER, str(path)], start_new_session=True)
 
 
-def _until(predicate, what: str, seconds: float = 120) -> None:
-    """Wait for an event; the bound only matters when something is broken."""
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        assert time.monotonic() < deadline, f"{what}: not within {seconds} s"
-        time.sleep(0.01)
-
-
 def test_a_child_that_times_stops_every_other_until_it_ends(tmp_path):
     alone = TimeAlone()
     timer, other = (alone.start(lambda name=name: _counter(tmp_path / name)) for name in ("timer", "other"))
     counts = lambda name: _count(tmp_path / name)  # noqa: E731
     try:
-        _until(lambda: min(counts("timer"), counts("other")) >= 5, "both children count")
+        wait_for(lambda: min(counts("timer"), counts("other")) >= 5, "both children count")
         alone.begin(timer.pid)
-        _until(lambda: _state(other.pid) == "T", "the other child stopped")
+        wait_for(lambda: _state(other.pid) == "T", "the other child stopped")
         frozen, timed = counts("other"), counts("timer")
-        _until(lambda: counts("timer") > timed + 20, "the timing child runs on")
+        wait_for(lambda: counts("timer") > timed + 20, "the timing child runs on")
         assert counts("other") == frozen and _state(other.pid) == "T", "the other child ran while one timed"
         assert alone.stopped_s(other.pid) > 0 and alone.stopped_s(timer.pid) == 0
         alone.end(timer.pid)
-        _until(lambda: counts("other") > frozen + 10, "the other child continued")
+        wait_for(lambda: counts("other") > frozen + 10, "the other child continued")
         stopped = alone.stopped_s(other.pid)
-        _until(lambda: counts("other") > frozen + 20, "the other child runs on")
+        wait_for(lambda: counts("other") > frozen + 20, "the other child runs on")
         assert alone.stopped_s(other.pid) == stopped, "the stop no longer grows"
     finally:
         alone.kill_all()
@@ -216,11 +209,9 @@ def test_ctrl_c_while_a_lane_is_stopped_ends_every_child(tmp_path):
             "--num-classes", "10", "--throughput-batch-size", str(TIMED_BATCH), "--skip", "flops",
             "--out", str(tmp_path / "out")]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not ((tmp_path / "timer.pid").exists() and (tmp_path / "busy.pid").exists()) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: (tmp_path / "timer.pid").exists() and (tmp_path / "busy.pid").exists(), "both children started")
     timer, busy = (int((tmp_path / f"{name}.pid").read_text()) for name in ("timer", "busy"))
-    _until(lambda: _state(busy) == "T", "the busy child stopped while the other timed")  # ~7 s of timing
+    wait_for(lambda: _state(busy) == "T", "the busy child stopped while the other timed")  # ~7 s of timing
     assert _state(timer) in "RS"
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)

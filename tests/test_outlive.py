@@ -11,19 +11,12 @@ import pytest
 
 from test_isolation import alive, pids, quick
 from test_signals import gone_within, parent_of
+from waiting import BOUND_S, wait_for
 from wavemix_profile.run.forkserver import FORK_SERVER_ENV
 from wavemix_profile.run.isolation import iter_isolated
 from wavemix_profile.run.runner import Sequential, run_all
 from wavemix_profile.store.store import Store
 
-BOUND_S = 120  # upper bounds on waits for an event: they only matter when something is broken
-
-
-def wait_for(predicate, what: str, seconds: float = BOUND_S) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():
-        assert time.monotonic() < deadline, f"{what}: not within {seconds} s"
-        time.sleep(0.02)
 
 
 def kill_all(pid_list) -> None:
