@@ -2,7 +2,20 @@ import os
 import sys
 
 import pytest
-import torch
+
+from wavemix_profile.run.host import usable_cores
+
+# `make test` runs the tests on as many xdist workers as the machine has cores (2 here): each worker, and
+# every process it starts, gets its share of the cores' threads, as a run's own lanes do (runner.py:
+# usable_cores() // lanes). torch's default of a thread per core in every process oversubscribed the
+# cores, and waiting threads spin: the suite spent 14 CPU-minutes where 9 do. Set in the workers only (a
+# run without xdist has the cores to itself, torch's default), before torch's first import, and never
+# over a user's own OMP_NUM_THREADS.
+WORKERS = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+if WORKERS:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, usable_cores() // int(WORKERS))))
+
+import torch  # noqa: E402
 
 TESTS = os.path.dirname(__file__)
 sys.path.insert(0, TESTS)  # `factories` for python:factories:NAME specs, here and in child processes

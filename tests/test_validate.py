@@ -138,3 +138,30 @@ def test_a_stored_error_is_measured_again_and_its_checks_follow_the_new_answer(t
     assert left(plan, compare) == compare_requests(plan)[1:]
     assert [(m, mode) for m, mode in left(plan, checks) if m == first.model] == [(first.model, "train"),
                                                                                  (first.model, "infer")]
+
+
+def test_a_probe_in_a_child_of_its_own_answers_as_in_process_and_a_failed_one_says_why():
+    from wavemix_profile.core.protocol import Probe
+    from wavemix_profile.core.results import Settings
+    from wavemix_profile.measure.measure import measure, probe
+    from wavemix_profile.run.isolation import probe_isolated
+
+    settings = Settings(model="python:factories:tiny_cnn", image_size=16, batch_size=8, num_classes=10,
+                        skip=("flops", "memory", "throughput"), max_batch_modes=("train",),
+                        memory_budget_bytes=2 * 2**30)
+    found = measure(settings).max_batch_train.max_batch  # the search, in this process
+    assert 8 < found
+    answers = [probe_isolated(settings, "train", batch) for batch in (found, found + 1)]
+    assert [(a.fits, a.batch) for a in answers] == [(True, found), (False, found + 1)]
+    assert answers == [probe(settings, "train", batch) for batch in (found, found + 1)], "the same probe"
+    assert isinstance(answers[0], Probe) and 0 < answers[0].peak_bytes < answers[1].peak_bytes
+
+    died = probe_isolated(replace_model(settings, "python:factories:dies"), "train", found)
+    assert died == "measuring process killed by SIGKILL"
+    failed = probe_isolated(replace_model(settings, "python:factories:raises"), "infer", 8)
+    assert failed == "measuring process exited with code 1; last output: RuntimeError: factory refused to build"
+
+
+def replace_model(settings, model):
+    from dataclasses import replace
+    return replace(settings, model=model)

@@ -117,6 +117,29 @@ def _check_model(settings: Settings, source: ModelSource) -> ModelSource:
     return source
 
 
+def probe(settings: Settings, mode: str, batch: int) -> Probe:
+    """Does `batch` fit for `mode` ("train" or "infer") within the request's budget? The search's own
+    probe, of a model built afresh: on CUDA two training steps or one inference pass under the emulated
+    budget (probes.cuda_probe); on the CPU the estimate's allocations replayed under the target GPU's
+    limit (probes.device_fit), its tensors as peak_bytes. `validate` rechecks a found max batch with it."""
+    from .memory import CpuEstimator
+    from .probes import cuda_probe, device_fit, emulate_budget
+    source = validate(settings)
+    config = StepConfig.of(settings)
+
+    def build():
+        return source.build(num_classes=settings.num_classes, image_size=settings.image_size)
+
+    if config.device.type == "cuda":
+        if settings.memory_budget_bytes is not None:
+            emulate_budget(config.device, settings.memory_budget_bytes)
+        outcome = cuda_probe(TrainStep(build(), config), mode, batch=batch, image_size=settings.image_size)
+        return Probe(mode, batch, outcome.fits, outcome.peak_bytes)
+    step = CpuEstimator(build, config).estimate(mode, batch=batch, image_size=settings.image_size,
+                                                warmup_steps=settings.warmup_steps)
+    return Probe(mode, batch, device_fit(settings, mode).fits(step), step.allocated_bytes)
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 

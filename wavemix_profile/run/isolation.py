@@ -45,7 +45,7 @@ from typing import Callable, Iterator, Optional, Sequence, Union
 
 from .forkserver import Forked, fork_child
 from .process_tree import Spawned
-from ..core.protocol import Checked, Event, Finished, ProtocolError, Started, Timing, decode
+from ..core.protocol import Checked, Event, Finished, Probe, ProtocolError, Started, Timing, decode
 from ..core.results import Result, Settings, to_dict
 from .time_alone import RunClosed, TimeAlone  # noqa: F401 - RunClosed: callers catch it from here
 
@@ -164,7 +164,7 @@ class _Pipes:
 Child = Union[Spawned, Forked]
 
 
-def _spawn(requests: list[Settings], alone: TimeAlone, check: bool) -> tuple[Child, int, int, int]:
+def _spawn(requests: list[Settings], alone: TimeAlone, task: dict) -> tuple[Child, int, int, int]:
     """The child, with the read ends of its channel and output and the write end of its lifeline."""
     channel_r, channel_w = os.pipe()
     lifeline_r, lifeline_w = os.pipe()
@@ -187,16 +187,19 @@ def _spawn(requests: list[Settings], alone: TimeAlone, check: bool) -> tuple[Chi
         for fd in (channel_w, lifeline_r, output_w, stdin_r):
             os.close(fd)
     with open(stdin_w, "wb") as stdin:
-        stdin.write(json.dumps({"requests": [to_dict(s) for s in requests], "check": check,
+        stdin.write(json.dumps({"requests": [to_dict(s) for s in requests], **task,
                                 "untimed_threads": alone.untimed_threads}).encode())
     return proc, channel_r, output_r, lifeline_w
 
 
 def _one_child(requests: list[Settings], on_event: OnEvent | None, timeout_s: Optional[float],
-               alone: TimeAlone, *, check: bool = False) -> Iterator[Union[Result, Checked]]:
-    """What one child delivers, in order (Results, or Checked with `check`); ends with what its death
-    or timeout leaves: an error Result, or a Checked refusal, for each request it did not settle."""
-    proc, channel, output, lifeline = _spawn(requests, alone, check)
+               alone: TimeAlone, *, check: bool = False,
+               probe: Optional[tuple[str, int]] = None) -> Iterator[Union[Result, Checked, Probe]]:
+    """What one child delivers, in order: Results; Checked with `check`; with `probe` (mode, batch) the
+    Probe of its one request. Ends with what its death or timeout leaves: a Checked refusal with
+    `check`, else an error Result, for each request it did not settle."""
+    proc, channel, output, lifeline = _spawn(requests, alone, {"check": check, "probe": probe})
+    settling = (Finished, Checked, Probe) if probe else (Finished, Checked)
     pipes, clock = _Pipes(channel, output), _Clock(alone, proc.pid)
     landed, failure = 0, None
 
@@ -218,7 +221,7 @@ def _one_child(requests: list[Settings], on_event: OnEvent | None, timeout_s: Op
                 alone.end(proc.pid)
             if isinstance(message, Started):
                 clock.restart()
-            elif isinstance(message, (Finished, Checked)):
+            elif isinstance(message, settling):
                 alone.end(proc.pid)
                 if index != landed:
                     failure = f"measuring process sent result {index} while {landed} was due"
@@ -292,6 +295,17 @@ def check_isolated(requests: Sequence[Settings], *,
         for checked in _one_child(list(requests[len(refusals):]), None, timeout_s or None, TimeAlone(), check=True):
             refusals.append(checked.refusal)
     return refusals
+
+
+def probe_isolated(settings: Settings, mode: str, batch: int, *,
+                   timeout_s: Optional[float] = DEFAULT_TIMEOUT_S) -> Union[Probe, str]:
+    """Does `batch` fit for `mode` ("train" or "infer")? measure.probe run in a child of its own, which
+    nothing run before it has touched: no allocator cache, cuDNN plan or fragmentation of an earlier
+    probe helps or hurts it. The Probe, or why the child gave none (its death, its exit, the time
+    limit), one line."""
+    for answer in _one_child([settings], None, timeout_s or None, TimeAlone(), probe=(mode, batch)):
+        return answer if isinstance(answer, Probe) else answer.error or "the probe gave no answer"
+    return "the probe gave no answer"
 
 
 def check_request(settings: Settings, timeout_s: float | None = None) -> None:

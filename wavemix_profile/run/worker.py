@@ -116,6 +116,8 @@ def measure_all(channel_fd: int, trace: Trace) -> None:
     requests = [settings_from_dict(item) for item in payload["requests"]]
     if payload.get("check"):
         return check_all(channel, requests)
+    if payload.get("probe"):
+        return probe_one(channel, requests, *payload["probe"])
     for index, settings in enumerate(requests):
         stage = ["set-up"]
 
@@ -140,6 +142,17 @@ def measure_all(channel_fd: int, trace: Trace) -> None:
             traceback.print_exc(file=sys.stderr)
             result = error_result(settings, describe_failure(exc), time.perf_counter() - began)
         send(Finished(result))
+
+
+def probe_one(channel, requests, mode: str, batch: int) -> None:
+    """The one request's model probed at `batch` for `mode` (measure.probe), its Probe sent; a failure
+    is the traceback on stderr and a non-zero exit (isolation.probe_isolated says so)."""
+    from ..measure.measure import probe
+    (settings,) = requests
+    channel.write(encode(0, Started()))
+    channel.flush()
+    channel.write(encode(0, probe(settings, mode, batch)))
+    channel.flush()
 
 
 def check_all(channel, requests) -> None:

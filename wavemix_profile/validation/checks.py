@@ -1,21 +1,19 @@
 """The max batch the search found, checked directly: b fits and b + step does not, each in a fresh process.
 
-A fresh process per probe means nothing the search left behind (cached blocks, cuDNN plans, a
-fragmented allocator) helps or hurts the check. Records are kept in a JSON Lines file, rewritten
+A fresh process per probe (a child the fork server forks before any torch op has run, as each
+measurement's) means nothing the search left behind (cached blocks, cuDNN plans, a fragmented
+allocator) helps or hurts the check. Records are kept in a JSON Lines file, rewritten
 whole and atomically after each check, so a cut-off call keeps every check it finished.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import subprocess
-import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from ..run.isolation import probe_isolated
 from ..store.atomic import write_text
 from ..core.results import Result, Settings, to_dict
 
@@ -61,21 +59,11 @@ def write_checks(path: Path, records: list[CheckRecord]) -> None:
 
 
 def probe_in_fresh_process(settings: Settings, mode: str, batch: int) -> tuple[Optional[bool], Optional[int], str]:
-    """(fits, peak bytes, error): the probe of validation.probe run in a new Python process."""
-    with tempfile.TemporaryDirectory(prefix="wavemix-profile-check-") as tmp:
-        answer = os.path.join(tmp, "answer.json")
-        try:
-            run = subprocess.run([sys.executable, "-m", "wavemix_profile.validation.probe",
-                                  json.dumps(to_dict(settings)), mode, str(batch), answer],
-                                 capture_output=True, text=True, timeout=PROBE_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            return None, None, f"probe at batch {batch} timed out after {PROBE_TIMEOUT_S:g} s"
-        if run.returncode != 0 or not os.path.exists(answer):
-            last = next((ln for ln in reversed(run.stderr.splitlines()) if ln.strip()), "")
-            return None, None, f"probe at batch {batch} exited with code {run.returncode}: {last[:300]}"
-        with open(answer, encoding="utf-8") as fh:
-            data = json.load(fh)
-    return data["fits"], data["peak_bytes"], ""
+    """(fits, peak bytes, error): `batch` probed in a child of its own (isolation.probe_isolated)."""
+    answer = probe_isolated(settings, mode, batch, timeout_s=PROBE_TIMEOUT_S)
+    if isinstance(answer, str):
+        return None, None, f"probe at batch {batch}: {answer}"
+    return answer.fits, answer.peak_bytes, ""
 
 
 def check_found(result: Result, mode: str) -> CheckRecord:
