@@ -1,5 +1,6 @@
 import os
 import sys
+from contextlib import contextmanager
 
 import pytest
 
@@ -36,3 +37,29 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+# pytest names the running test and its phase in the environment (PYTEST_CURRENT_TEST), and a run keeps
+# its fork server only while the environment it would hand a fresh child stays the same (run/forkserver.py):
+# every test that measured in this process started a server of its own, 2 CPU-s of imports. Fixtures and
+# tests run without the name, so one server serves a worker's tests while nothing else in it changes.
+@contextmanager
+def _unnamed():
+    name = os.environ.pop("PYTEST_CURRENT_TEST", None)
+    try:
+        yield
+    finally:
+        if name is not None:
+            os.environ["PYTEST_CURRENT_TEST"] = name
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_fixture_setup(fixturedef, request):
+    with _unnamed():
+        yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_pyfunc_call(pyfuncitem):
+    with _unnamed():
+        yield

@@ -23,9 +23,6 @@ def run_cli(*args: str, cwd=None, columns: int | None = None) -> subprocess.Comp
     width rich gives tables; conftest.py sets 80 for every test)."""
     out, err = io.StringIO(), io.StringIO()
     here, width = os.getcwd(), os.environ.get("COLUMNS")
-    # pytest names the running test in the environment: the fork server kept from one call to the next
-    # is for one environment, and its children have no use for the name
-    current = os.environ.pop("PYTEST_CURRENT_TEST", None)
     if columns:
         os.environ["COLUMNS"] = str(columns)
     try:
@@ -38,8 +35,6 @@ def run_cli(*args: str, cwd=None, columns: int | None = None) -> subprocess.Comp
                 code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     finally:
         os.chdir(here)
-        if current is not None:
-            os.environ["PYTEST_CURRENT_TEST"] = current
         if width is None:
             os.environ.pop("COLUMNS", None)
         else:

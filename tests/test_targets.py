@@ -12,7 +12,7 @@ RTX_4090 = 25_386_352_640   # deviceQuery's total global memory of an RTX 4090 (
 
 
 def cli(*args):
-    return run_cli(*args, columns=300)
+    return run_cli(*args)  # at conftest's width: a run keeps its fork server while the environment stays
 
 
 # --- the card table --------------------------------------------------------------------------------
