@@ -1,6 +1,10 @@
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -24,6 +28,14 @@ sys.path.insert(0, TESTS)  # `factories` for python:factories:NAME specs, here a
 # keeps the environment, and so the fork server that in_process.run_cli reuses, the same from test to test
 os.environ["COLUMNS"] = "80"
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [TESTS, os.environ.get("PYTHONPATH")]))
+# The files factories.py's models report to (their processes, how each was started, a marker that
+# outlives one), named once for the session: a run keeps its fork server while the environment stays the
+# same, and a variable set anew for each test started two servers a test. `reported` empties one for a test.
+REPORTED = Path(tempfile.mkdtemp(prefix="wavemix-profile-tests-"))
+atexit.register(shutil.rmtree, REPORTED, ignore_errors=True)
+for variable, name in (("WAVEMIX_TEST_PID_FILE", "pids.txt"), ("WAVEMIX_TEST_PROCESS_FILE", "processes.jsonl"),
+                       ("WAVEMIX_TEST_MARKER", "marker")):
+    os.environ[variable] = str(REPORTED / name)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -63,3 +75,14 @@ def pytest_fixture_setup(fixturedef, request):
 def pytest_pyfunc_call(pyfuncitem):
     with _unnamed():
         yield
+
+
+@pytest.fixture
+def reported():
+    """reported(VARIABLE): the file the session's VARIABLE names (WAVEMIX_TEST_PID_FILE, ...), emptied for
+    this test."""
+    def emptied(variable: str) -> Path:
+        path = Path(os.environ[variable])
+        path.unlink(missing_ok=True)
+        return path
+    return emptied

@@ -247,8 +247,8 @@ def test_an_output_folder_that_cannot_be_written_is_exit_2_before_measuring(tmp_
         assert out.read_text() == "keep me"
 
 
-def test_resume_measures_a_killed_model_again_and_reports_show_one_answer(tmp_path, monkeypatch):
-    monkeypatch.setenv("WAVEMIX_TEST_MARKER", str(tmp_path / "died-once"))
+def test_resume_measures_a_killed_model_again_and_reports_show_one_answer(tmp_path, reported):
+    reported("WAVEMIX_TEST_MARKER")  # none yet: the model dies the first time
     out = tmp_path / "out"
     args = ["compare", "--models", "python:factories:dies_first_time", "--image-sizes", "16", "--batch-size", "2",
             "--skip", "flops", "max-batch", "throughput", "--out", str(out)]

@@ -89,10 +89,8 @@ def pids(path) -> set[int]:
 
 
 @pytest.fixture
-def pid_file(tmp_path, monkeypatch):
-    path = tmp_path / "pids.txt"
-    monkeypatch.setenv("WAVEMIX_TEST_PID_FILE", str(path))
-    return path
+def pid_file(reported):
+    return reported("WAVEMIX_TEST_PID_FILE")
 
 
 @pytest.mark.parametrize("factory", ["prints_without_newline", "prints_protocol_lookalikes"])
@@ -179,10 +177,8 @@ def processes(path) -> list[dict]:
 
 
 @pytest.fixture
-def process_file(tmp_path, monkeypatch):
-    path = tmp_path / "processes.jsonl"
-    monkeypatch.setenv("WAVEMIX_TEST_PROCESS_FILE", str(path))
-    return path
+def process_file(reported):
+    return reported("WAVEMIX_TEST_PROCESS_FILE")
 
 
 def test_children_are_forked_by_one_server_in_sessions_of_their_own_with_fresh_threads(process_file, monkeypatch):

@@ -33,9 +33,8 @@ def kill_all(pid_list) -> None:
 
 
 @pytest.fixture
-def pid_file(tmp_path, monkeypatch):
-    path = tmp_path / "pids.txt"
-    monkeypatch.setenv("WAVEMIX_TEST_PID_FILE", str(path))
+def pid_file(reported):
+    path = reported("WAVEMIX_TEST_PID_FILE")
     yield path
     kill_all(pids(path))
 
