@@ -1,6 +1,7 @@
 """The command line end to end on the CPU: real files, measurements in real child processes. The
-entry point and one whole comparison run as `python -m wavemix_profile`; the other commands run main()
-in this process (in_process.py), which saves an interpreter's start and a fork server's imports each."""
+entry point runs as `python -m wavemix_profile` (README's own comparison runs so in test_readme.py); the
+commands run main() in this process (in_process.py), which saves an interpreter's start and a fork
+server's imports each."""
 import csv
 import json
 import os
@@ -67,7 +68,7 @@ def test_compare_end_to_end_writes_every_file_then_resume_skips(tmp_path):
     out = tmp_path / "cmp"
     args = ["compare", "--models", "WaveMix-16/5", "python:factories:tiny_cnn", "--image-sizes", "32",
             "--batch-size", "8", "--out", str(out)]
-    run = cli_process(*args)  # the one whole comparison in a process of its own, as a user starts it
+    run = cli(*args)
     assert run.returncode == 0, run.stderr
     for name in ("results.jsonl", "results.csv", "report.md", "memory_vs_params.png", "memory_vs_params.svg",
                  "throughput.png", "max_batch.png"):

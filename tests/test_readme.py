@@ -32,9 +32,9 @@ README = ROOT / "README.md"
 DOCS = [README, *sorted((ROOT / "docs").glob("*.md"))]  # the order their commands run in
 # Pages whose commands use what another page's commands wrote run after it in one copy of the project:
 # a chain. Chains run apart (in parallel under xdist); a page in no chain runs in a copy of its own.
-# docs/models.md's `compare --resume` into reports/mine would skip README.md's WaveMix-16/5 after it; on
-# its own it measures it too, and docs/paper.md renders what models.md stored there.
-CHAINS = (("docs/models.md", "docs/paper.md"), ("docs/api.md", "docs/prediction.md"),
+# docs/models.md follows README.md as a reader does: its `compare --resume` into reports/mine keeps
+# README.md's WaveMix-16/5 instead of measuring it again, and docs/paper.md renders what both stored there.
+CHAINS = (("README.md", "docs/models.md", "docs/paper.md"), ("docs/api.md", "docs/prediction.md"),
           ("docs/measurements.md", "docs/scaling-out.md"))
 
 NOT_RUN = {
@@ -205,7 +205,7 @@ def runnable(text: str) -> list[Command]:
 
 
 def chains() -> list[tuple[str, ...]]:
-    """Each page in no chain that has commands to run, on its own (README.md first: the longest), then CHAINS."""
+    """Each page in no chain that has commands to run, on its own, then CHAINS (README.md's first: the longest)."""
     chained = {name for chain in CHAINS for name in chain}
     return [*((name,) for path, text in documented()
               if (name := path.relative_to(ROOT).as_posix()) not in chained and runnable(text)), *CHAINS]
