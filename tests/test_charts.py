@@ -31,6 +31,10 @@ from wavemix_profile.render.scale import scale_chart
 from wavemix_profile.core.results import result_from_dict
 from wavemix_profile.store.store import Store
 
+# one xdist worker runs this module (make test's --dist loadgroup), so that its module-scoped fixtures,
+# the reference's figures and the runs' charts, are made once rather than on each worker
+pytestmark = pytest.mark.xdist_group("charts")
+
 ROOT = Path(__file__).parents[1]
 REFERENCE = ROOT / "reports" / "cpu-amd-epyc" / "results.jsonl"
 FIXTURE = Path(__file__).parent / "data" / "results_fixture.jsonl"

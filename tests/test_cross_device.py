@@ -16,6 +16,10 @@ from wavemix_profile.core.results import Settings
 from wavemix_profile.run.runner import run_all
 from wavemix_profile.store.store import Store
 
+# one xdist worker runs this module (make test's --dist loadgroup), so that its module-scoped fixtures,
+# the measured CPU store, are made once rather than on each worker
+pytestmark = pytest.mark.xdist_group("cross-device")
+
 A100, H100 = "NVIDIA A100-SXM4-80GB", "NVIDIA H100 80GB HBM3"
 MACHINES = {"a": (A100, "node-a", 1.0), "b": (A100, "node-b", 2.0), "c": (H100, "node-c", 4.0)}
 

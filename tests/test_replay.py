@@ -20,6 +20,10 @@ from wavemix_profile.core.results import Settings
 from wavemix_profile.sources.sources import resolve_source
 from wavemix_profile.sources.training import StepConfig
 
+# one xdist worker runs this module (make test's --dist loadgroup), so that its module-scoped fixtures,
+# each zoo model's estimator, are made once rather than on each worker
+pytestmark = pytest.mark.xdist_group("replay")
+
 CPU = torch.device("cpu")
 ZOO = ["ResNet-18", "WaveMix-16/5", "ViT-128/4x4", "ConvMixer-256/8", "CCT-128/4x4"]
 
