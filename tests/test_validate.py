@@ -1,4 +1,5 @@
 """`wavemix-profile validate --rehearse`: the GPU validation's whole pipeline, run on the CPU, killed and resumed."""
+import dataclasses
 import json
 import os
 import signal
@@ -156,12 +157,7 @@ def test_a_probe_in_a_child_of_its_own_answers_as_in_process_and_a_failed_one_sa
     assert answers == [probe(settings, "train", batch) for batch in (found, found + 1)], "the same probe"
     assert isinstance(answers[0], Probe) and 0 < answers[0].peak_bytes < answers[1].peak_bytes
 
-    died = probe_isolated(replace_model(settings, "python:factories:dies"), "train", found)
+    died = probe_isolated(dataclasses.replace(settings, model="python:factories:dies"), "train", found)
     assert died == "measuring process killed by SIGKILL"
-    failed = probe_isolated(replace_model(settings, "python:factories:raises"), "infer", 8)
+    failed = probe_isolated(dataclasses.replace(settings, model="python:factories:raises"), "infer", 8)
     assert failed == "measuring process exited with code 1; last output: RuntimeError: factory refused to build"
-
-
-def replace_model(settings, model):
-    from dataclasses import replace
-    return replace(settings, model=model)

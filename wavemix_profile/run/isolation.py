@@ -303,9 +303,9 @@ def probe_isolated(settings: Settings, mode: str, batch: int, *,
     nothing run before it has touched: no allocator cache, cuDNN plan or fragmentation of an earlier
     probe helps or hurts it. The Probe, or why the child gave none (its death, its exit, the time
     limit), one line."""
-    for answer in _one_child([settings], None, timeout_s or None, TimeAlone(), probe=(mode, batch)):
-        return answer if isinstance(answer, Probe) else answer.error or "the probe gave no answer"
-    return "the probe gave no answer"
+    # the child's one answer, the generator run to its end: the child is ended and awaited there
+    (answer,) = _one_child([settings], None, timeout_s or None, TimeAlone(), probe=(mode, batch))
+    return answer if isinstance(answer, Probe) else answer.error
 
 
 def check_request(settings: Settings, timeout_s: float | None = None) -> None:

@@ -15,7 +15,7 @@ from typing import Optional
 
 from ..run.isolation import probe_isolated
 from ..store.atomic import write_text
-from ..core.results import Result, Settings, to_dict
+from ..core.results import Result, Settings
 
 PROBE_TIMEOUT_S = 300.0
 
