@@ -123,12 +123,27 @@ def fails_above_32(*, num_classes: int, image_size: int) -> nn.Module:
 
 def reports_process(*, num_classes: int, image_size: int) -> nn.Module:
     """tiny_cnn, after appending this process's pid, parent, session and torch threads as a JSON line to
-    the file WAVEMIX_TEST_PROCESS_FILE names: how the measuring process was started."""
+    the file WAVEMIX_TEST_PROCESS_FILE names: how the measuring process was started. "parent": what
+    /proc shows of its parent (the fork server, if one forked it): its own parent, session, command
+    line and the target of each file descriptor it holds."""
     import json
     import torch
+    parent = os.getppid()
+    with open(f"/proc/{parent}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    with open(f"/proc/{parent}/cmdline", "rb") as fh:
+        cmdline = [arg.decode() for arg in fh.read().split(b"\0")[:-1]]
+    fds = {}
+    for fd in os.listdir(f"/proc/{parent}/fd"):
+        try:
+            fds[int(fd)] = os.readlink(f"/proc/{parent}/fd/{fd}")
+        except FileNotFoundError:  # closed meanwhile
+            pass
     with open(os.environ["WAVEMIX_TEST_PROCESS_FILE"], "a") as fh:
-        fh.write(json.dumps({"pid": os.getpid(), "ppid": os.getppid(), "sid": os.getsid(0),
-                             "threads": torch.get_num_threads(), "interop": torch.get_num_interop_threads()}) + "\n")
+        fh.write(json.dumps({"pid": os.getpid(), "ppid": parent, "sid": os.getsid(0),
+                             "threads": torch.get_num_threads(), "interop": torch.get_num_interop_threads(),
+                             "parent": {"ppid": int(fields[1]), "sid": int(fields[3]), "cmdline": cmdline,
+                                        "fds": fds}}) + "\n")
     return tiny_cnn(num_classes=num_classes, image_size=image_size)
 
 

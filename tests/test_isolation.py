@@ -193,6 +193,36 @@ def test_children_are_forked_by_one_server_in_sessions_of_their_own_with_fresh_t
     assert (first["threads"], first["interop"]) == (spawned["threads"], spawned["interop"])
 
 
+def test_the_command_line_forks_its_server_from_itself_and_a_process_with_torch_starts_one_afresh(
+        tmp_path, process_file):
+    """The command line has not imported torch when it starts its server: it imports torch and forks the
+    server from itself, one import for both. The server is then as a fresh interpreter would be: a session
+    of its own, stdin from /dev/null, and no file of the run's open but stdout, stderr and its sockets
+    and pipes (not `held`, which the run inherited). This process has imported torch: its server is a
+    fresh interpreter, as any process's that may have run torch ops."""
+    held = tmp_path / "held.txt"
+    with open(held, "w") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "wavemix_profile", "compare", "--models",
+                                 "python:factories:reports_process", "--image-sizes", "16", "--skip", *QUICK,
+                                 "--out", str(tmp_path / "out")], pass_fds=(fh.fileno(),), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        stderr = proc.communicate(timeout=300)[1]
+    assert proc.returncode == 0, stderr
+    server = processes(process_file)[-1]["parent"]
+    assert server["ppid"] == proc.pid and server["cmdline"] == [sys.executable, "-m", "wavemix_profile",
+                                                                 *proc.args[3:]], "forked from the command line"
+    assert server["sid"] == processes(process_file)[-1]["ppid"], "the server leads a session of its own"
+    assert server["fds"]["0"] == os.devnull
+    assert str(held) not in server["fds"].values()
+    assert all(fd in ("1", "2") or target.startswith(("socket:", "pipe:")) for fd, target in server["fds"].items()
+               if fd != "0"), server["fds"]
+
+    process_file.unlink()
+    assert run_isolated(quick("python:factories:reports_process")).ok
+    server = processes(process_file)[-1]["parent"]
+    assert server["ppid"] == os.getpid() and server["cmdline"][1:3] == ["-m", "wavemix_profile.run.forkserver"]
+
+
 def test_a_changed_environment_gets_a_new_server(process_file, monkeypatch):
     assert run_isolated(quick("python:factories:reports_process", 8)).ok
     monkeypatch.setenv("WAVEMIX_TEST_SOMETHING", "else")
