@@ -39,9 +39,11 @@ def real_replay(build, mode: str, *, batch: int, image_size: int, warmup_steps: 
         x, y = step.batch(batch, image_size)
         for _ in range(warmup_steps if mode == "train" else 0):
             step.train(x, y)
-    # on CUDA Adam keeps its step counts on the host: they take no device memory
+    # on CUDA Adam keeps its step counts on the host: they take no device memory. A storage's id is its
+    # address, which a storage freed earlier may have had: a counter's is its id's last Alloc (it lives on)
     counters = {state["step"].untyped_storage()._cdata for state in step.optimizer.state.values()}
-    before = [e for e in before if e.id not in counters]
+    made = {e.id: i for i, e in enumerate(before) if type(e) is Alloc and e.id in counters}
+    before = [e for i, e in enumerate(before) if i not in made.values()]
     if mode == "infer":
         before.append(Free(y.untyped_storage()._cdata))
         del y
