@@ -264,7 +264,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also append the result to DIR/results.jsonl, the store compare and report use")
     _add_script_options(p)
     _add_timeout(p)
-    p.set_defaults(func=lambda a: _run("max_batch", "run_max_batch", a))
+    p.set_defaults(func=lambda a: _run("max_batch", "run_max_batch", a, measures=True))
 
     p = sub.add_parser("profile", help="one model in depth: per-module FLOPs and params, memory split",
                        epilog="example:\n  wavemix-profile profile WaveMix-128/7 --image-size 64", formatter_class=RAW)
@@ -294,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the whole pipeline on the CPU with two small models; every figure is labelled")
     p.add_argument("--device", default=None, help="cuda or cuda:N (default cuda)")
     p.add_argument("--out", default=None, metavar="DIR", help="output folder (default reports/<device-slug>/)")
-    p.set_defaults(func=lambda a: _run("validate", "run_validate", a))
+    p.set_defaults(func=lambda a: _run("validate", "run_validate", a, measures=not a.list))
 
     p = sub.add_parser("paper-fit", help="which way of measuring the paper's Tables 1, 4 and 6 match, from first "
                                          "principles",
@@ -320,7 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run(module: str, function: str, args, *, measures: bool = False) -> int:
     """The command's run function; a command that measures in children starts their fork server
-    first, so its imports overlap the command's own (torch)."""
+    first, before anything else has run here: forked from this process once it has imported torch
+    (forkserver.start_server), it imports the rest of what a measurement needs meanwhile."""
     import importlib
     here = getattr(args, "ray", None) is None and set(getattr(args, "devices", None) or ["cpu"]) == {"cpu"}
     if measures and here:  # not the slot processes of GPUs (devices.py) nor Ray's workers, which fork their own
