@@ -169,6 +169,20 @@ def test_profile_breaks_down_params_flops_and_memory():
     assert "optimizer state (adam)" in run.stdout and "CPU estimate, not GPU memory" in run.stdout
 
 
+def test_list_counts_each_zoo_model_as_a_real_build_does_without_making_a_weight():
+    import torch
+    from wavemix_profile.commands.listing import registry_rows
+    from wavemix_profile.models import get_entry
+    rows = registry_rows(["*"], 100)
+    assert len(rows) == 19
+    for row in rows:
+        built = get_entry(row["name"]).build(num_classes=100, image_size=32)
+        assert row["params"] == sum(p.numel() for p in built.parameters()), row["name"]
+    meta = torch.device("meta")
+    with meta:  # what registry_rows builds in: a parameter made there has no storage
+        assert next(get_entry("ResNet-18").build(num_classes=100, image_size=32).parameters()).device == meta
+
+
 def test_list_markdown_explains_gaps_to_the_paper():
     run = cli("list", "--markdown", "--models", "ResNet-50", "WaveMix-128/7")
     assert run.returncode == 0, run.stderr
