@@ -1,9 +1,9 @@
 """`wavemix-profile scale`: the fitted exponent, the zoo's size rules, the command end to end, the chart."""
-import itertools
 import json
 import math
 
 import pytest
+from test_charts import overlapping_pairs
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.text import Text
 
@@ -28,7 +28,7 @@ def text_overlaps(fig) -> list[tuple[str, str]]:
                     undrawn.update((id(tick.label1), id(tick.label2)))
     boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in fig.findobj(Text)
              if t.get_visible() and t.get_text().strip() and id(t) not in undrawn]
-    return [(a, b) for (a, box_a), (b, box_b) in itertools.combinations(boxes, 2) if box_a.overlaps(box_b)]
+    return overlapping_pairs(boxes)
 
 
 # --- the fit, against slopes computed by hand
