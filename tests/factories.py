@@ -122,7 +122,8 @@ def fails_above_32(*, num_classes: int, image_size: int) -> nn.Module:
 
 
 def reports_process(*, num_classes: int, image_size: int) -> nn.Module:
-    """tiny_cnn, after appending this process's pid, parent, session and torch threads as a JSON line to
+    """tiny_cnn, after appending this process's pid, parent, session, folder, first sys.path entry and
+    torch threads as a JSON line to
     the file WAVEMIX_TEST_PROCESS_FILE names: how the measuring process was started. "parent": what
     /proc shows of its parent (the fork server, if one forked it): its own parent, session, command
     line and the target of each file descriptor it holds."""
@@ -140,7 +141,8 @@ def reports_process(*, num_classes: int, image_size: int) -> nn.Module:
         except FileNotFoundError:  # closed meanwhile
             pass
     with open(os.environ["WAVEMIX_TEST_PROCESS_FILE"], "a") as fh:
-        fh.write(json.dumps({"pid": os.getpid(), "ppid": parent, "sid": os.getsid(0),
+        fh.write(json.dumps({"pid": os.getpid(), "ppid": parent, "sid": os.getsid(0), "cwd": os.getcwd(),
+                             "path0": sys.path[0],
                              "threads": torch.get_num_threads(), "interop": torch.get_num_interop_threads(),
                              "parent": {"ppid": int(fields[1]), "sid": int(fields[3]), "cmdline": cmdline,
                                         "fds": fds}}) + "\n")

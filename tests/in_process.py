@@ -3,9 +3,9 @@ returned as `subprocess.run` returns a finished command (returncode, stdout, std
 
 What it saves is the start of a fresh interpreter: importing torch in the parent (`python -m
 wavemix_profile` does on every call) and starting a fork server, whose imports take seconds on
-2 cores. The server a first call starts (run/forkserver.py) is kept for later calls while the working
-folder and the environment stay the same, as within one run; every measurement still happens in a
-child process of its own. Tests of what only a separate process shows (its exit on a signal, the entry
+2 cores. The server a first call starts (run/forkserver.py) is kept for later calls while the
+environment stays the same, as within one run; every measurement still happens in a child process of
+its own. Tests of what only a separate process shows (its exit on a signal, the entry
 point, output that torch's loggers write to the real stderr) run `python -m wavemix_profile` instead.
 """
 from __future__ import annotations

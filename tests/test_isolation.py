@@ -223,6 +223,22 @@ def test_the_command_line_forks_its_server_from_itself_and_a_process_with_torch_
     assert server["ppid"] == os.getpid() and server["cmdline"][1:3] == ["-m", "wavemix_profile.run.forkserver"]
 
 
+def test_a_changed_folder_keeps_the_server_and_the_child_starts_there_as_python_m_would(
+        tmp_path, process_file, monkeypatch):
+    """The folder travels with each request: a child forked after the run moved starts in the new folder,
+    that folder first on its sys.path (where the server had the one it started in), as a fresh
+    `python -m wavemix_profile.run.worker` there would; the model file of a python: spec is found there."""
+    start = os.getcwd()
+    assert run_isolated(quick("python:factories:reports_process", 8)).ok
+    (tmp_path / "mine.py").write_text("from factories import reports_process as make\n")
+    monkeypatch.chdir(tmp_path)
+    assert run_isolated(quick("python:mine.py:make", 12)).ok
+    here, moved = processes(process_file)
+    assert here["ppid"] == moved["ppid"], "one server for both"
+    assert (here["cwd"], here["path0"]) == (start, start)
+    assert (moved["cwd"], moved["path0"]) == (str(tmp_path), str(tmp_path))
+
+
 def test_a_changed_environment_gets_a_new_server(process_file, monkeypatch):
     assert run_isolated(quick("python:factories:reports_process", 8)).ok
     monkeypatch.setenv("WAVEMIX_TEST_SOMETHING", "else")

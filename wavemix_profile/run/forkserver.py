@@ -7,10 +7,11 @@ no thread pool exists to be copied half-made, and a child sets up its threads as
 does. A child leads a session of its own, reads its requests on its stdin, reports on its channel and
 dies with the parent through its lifeline, exactly as a spawned worker (worker.py).
 
-A request carries the child's pipes (SCM_RIGHTS) and a status pipe on which the server writes
-"pid PID", then, once it has reaped the child, "exit CODE" or "signal NUMBER". The parent holds one
-server per run (fork_child starts it on first use) and a new one when the environment or working
-folder changes, since a fresh child would inherit those. The command line forks its server from itself
+A request carries the child's pipes (SCM_RIGHTS), a status pipe on which the server writes "pid PID",
+then, once it has reaped the child, "exit CODE" or "signal NUMBER", and the folder the request was
+made in: the child starts there, with that folder first on sys.path where the server had its own, as
+`python -m` in that folder would. The parent holds one server per run (fork_child starts it on first
+use) and a new one when the environment changes, since the server's imports saw it. The command line forks its server from itself
 once it has imported torch (_fork_server), before anything else has run there; any other caller gets a
 fresh interpreter, since torch may have run in it. When the control socket closes (the run is
 done, or dead) the server takes no more requests, continues any child still stopped for another's
@@ -43,6 +44,7 @@ PRELOAD = ("torch", "torch._dynamo", "torch._subclasses.fake_tensor", "torch.uti
            "wavemix_profile.measure.probes", "wavemix_profile.measure.throughput", "wavemix_profile.measure.energy",
            "wavemix_profile.estimate.reserved")
 _CHILD_FDS = ("stdin", "output", "channel", "lifeline", "status")  # the fds of a request, in order
+_FORK = b"fork "  # a request's message: this, then the folder the child starts in
 
 
 # --- the parent's side ------------------------------------------------------------------------
@@ -104,7 +106,7 @@ class Forked:
 
 
 class _Server:
-    """The parent's end of one fork server, for one environment and working folder; `from_here`: forked
+    """The parent's end of one fork server, for one environment; `from_here`: forked
     from this process (_fork_server) rather than started as a fresh interpreter."""
 
     def __init__(self, key, *, from_here: bool = False):
@@ -127,7 +129,7 @@ class _Server:
         self.forked = True
         status_r, status_w = os.pipe()
         try:
-            socket.send_fds(self.control, [b"fork"], [*fds, status_w])
+            socket.send_fds(self.control, [_FORK + os.fsencode(os.getcwd())], [*fds, status_w])
         except OSError:
             os.close(status_r)
             raise
@@ -226,13 +228,16 @@ _state: dict = {"server": None, "broken": False}
 
 
 def _current_server(*, from_here: bool = False) -> Optional[_Server]:
-    """This run's server for the present environment and folder, started if need be (hold _lock);
+    """This run's server for the present environment, started if need be (hold _lock);
     None where no server is to be used (FORK_SERVER_ENV=0, not Linux, or it failed). `from_here`: fork
     a server it starts from this process where _may_fork_here says it may."""
     if os.environ.get(FORK_SERVER_ENV, "1") == "0" or not sys.platform.startswith("linux") or _state["broken"]:
         return None
-    key = (sys.executable, os.getcwd(), tuple(sorted((name, value) for name, value in os.environ.items()
-                                                     if name not in _SET_BY_IMPORTS)))
+    # The folder travels with each request; a relative PYTHONPATH entry names a folder from the one the
+    # server started in, so there the folder is part of what its imports saw.
+    relative = any(entry and not os.path.isabs(entry) for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep))
+    key = (sys.executable, os.getcwd() if relative else None,
+           tuple(sorted((name, value) for name, value in os.environ.items() if name not in _SET_BY_IMPORTS)))
     server = _state["server"]
     if server is None or server.key != key:  # what a fresh child would inherit has changed
         if server is None:
@@ -290,6 +295,7 @@ def serve(control_fd: int) -> int:
     """The fork server's loop; returns when the control socket has closed and every child is reaped."""
     from .worker import Trace
     trace = Trace.from_env()
+    started_in = os.getcwd()
     _preload()
     trace.phase("fork server start-up and imports", since_start=True)
     control = socket.socket(fileno=control_fd)
@@ -306,7 +312,7 @@ def serve(control_fd: int) -> int:
         _reap(status)
         if listening and control in ready:
             try:
-                message, fds, _, _ = socket.recv_fds(control, 1024, len(_CHILD_FDS))
+                message, fds, _, _ = socket.recv_fds(control, len(_FORK) + 4096, len(_CHILD_FDS))
             except OSError:
                 message, fds = b"", []
             if len(fds) != len(_CHILD_FDS):
@@ -320,7 +326,8 @@ def serve(control_fd: int) -> int:
                         except (ProcessLookupError, PermissionError):
                             pass
                 continue
-            pid = _fork(dict(zip(_CHILD_FDS, fds)), own=[control.fileno(), wake_r, wake_w, *status.values()])
+            pid = _fork(dict(zip(_CHILD_FDS, fds)), os.fsdecode(message[len(_FORK):]), started_in,
+                        own=[control.fileno(), wake_r, wake_w, *status.values()])
             _tell(fds[-1], f"pid {pid}")
             status[pid] = fds[-1]
             for fd in fds[:-1]:
@@ -349,8 +356,10 @@ def _reap(status: dict[int, int]) -> None:
             os.close(status.pop(pid))
 
 
-def _fork(fds: dict[str, int], own: list[int]) -> int:
-    """Fork a measuring child on these pipes; the parent gets its pid, the child never returns."""
+def _fork(fds: dict[str, int], folder: str, started_in: str, own: list[int]) -> int:
+    """Fork a measuring child on these pipes, in `folder`; the parent gets its pid, the child never
+    returns. Where the server's sys.path starts with the folder it started in (`python -m` puts it
+    there), the child's starts with `folder` instead."""
     forked_at = time.perf_counter()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -371,6 +380,9 @@ def _fork(fds: dict[str, int], own: list[int]) -> int:
         os.close(fds["stdin"])
         os.close(fds["output"])
         os.close(fds["status"])
+        os.chdir(folder)
+        if sys.path and sys.path[0] == started_in:
+            sys.path[0] = folder
         from .worker import Trace, die_with_parent, measure_all
         die_with_parent(fds["lifeline"])
         trace = Trace.from_env(began=(forked_at, 0.0))  # a forked child's CPU clock starts at zero
