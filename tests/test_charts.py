@@ -48,6 +48,13 @@ def reference():
     return latest_per_key(Store(REFERENCE).read())
 
 
+def test_this_module_runs_on_one_xdist_worker(request):
+    """make test's --dist loadgroup sends a group to one worker by the suffix it gives each node ID; were
+    it lost (pytest 9.2 with xdist 3.8, constraints.txt), the module's fixtures would be made twice."""
+    if getattr(request.config.option, "loadgroup", False):
+        assert request.node.nodeid.endswith("@charts"), request.node.nodeid
+
+
 def draw_all(results):
     """Every chart of `results`, drawn as save_figure draws it (its layout frozen, crowded ticks thinned):
     {name: figure}."""
