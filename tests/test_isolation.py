@@ -193,21 +193,26 @@ def test_children_are_forked_by_one_server_in_sessions_of_their_own_with_fresh_t
     assert (first["threads"], first["interop"]) == (spawned["threads"], spawned["interop"])
 
 
-def test_the_command_line_forks_its_server_from_itself_and_a_process_with_torch_starts_one_afresh(
+def test_the_command_line_forks_one_server_from_itself_and_a_process_with_torch_starts_one_afresh(
         tmp_path, process_file):
     """The command line has not imported torch when it starts its server: it imports torch and forks the
     server from itself, one import for both. The server is then as a fresh interpreter would be: a session
     of its own, stdin from /dev/null, and no file of the run's open but stdout, stderr and its sockets
-    and pipes (not `held`, which the run inherited). This process has imported torch: its server is a
-    fresh interpreter, as any process's that may have run torch ops."""
-    held = tmp_path / "held.txt"
+    and pipes (not `held`, which the run inherited). Checking a torchvision model imports torch._dynamo,
+    which sets TORCHINDUCTOR_CACHE_DIR in the parent's environment: that once made such a run start a
+    second server and wait for its imports. This process has imported torch: its server is a fresh
+    interpreter, as any process's that may have run torch ops."""
+    held, trace = tmp_path / "held.txt", tmp_path / "trace.jsonl"
     with open(held, "w") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "wavemix_profile", "compare", "--models",
+        proc = subprocess.Popen([sys.executable, "-m", "wavemix_profile", "compare", "--models", "torchvision:resnet18",
                                  "python:factories:reports_process", "--image-sizes", "16", "--skip", *QUICK,
                                  "--out", str(tmp_path / "out")], pass_fds=(fh.fileno(),), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+                                stderr=subprocess.PIPE, text=True, env={**os.environ, TRACE_ENV: str(trace)})
         stderr = proc.communicate(timeout=300)[1]
     assert proc.returncode == 0, stderr
+    phases = [r["phase"] for r in records(trace)]
+    # forked: the python: model's check (loaded in a child, never here), then the two measurements
+    assert phases.count("fork server start-up and imports") == 1 and phases.count("fork") == 3, phases
     server = processes(process_file)[-1]["parent"]
     assert server["ppid"] == proc.pid and server["cmdline"] == [sys.executable, "-m", "wavemix_profile",
                                                                  *proc.args[3:]], "forked from the command line"
@@ -285,15 +290,3 @@ def test_the_trace_says_where_each_process_spent_its_time(tmp_path, monkeypatch)
     assert phases[0]["cpu_s"] > 0.5, "the server's imports (torch among them) take CPU time"
 
 
-def test_a_run_of_the_command_line_starts_one_fork_server(tmp_path):
-    """The server starts before the command's own imports; checking a torchvision model there imports
-    torch._dynamo, which sets TORCHINDUCTOR_CACHE_DIR in the parent's environment: that once made such a
-    run start a second server and wait for its imports."""
-    trace = tmp_path / "trace.jsonl"
-    run = subprocess.run([sys.executable, "-m", "wavemix_profile", "compare", "--models", "torchvision:resnet18",
-                          "--image-sizes", "32", "--skip", "flops", "max-batch", "throughput", "--out",
-                          str(tmp_path / "out")], capture_output=True, text=True, timeout=300,
-                         env={**os.environ, TRACE_ENV: str(trace)})
-    assert run.returncode == 0, run.stderr
-    phases = [r["phase"] for r in records(trace)]
-    assert phases.count("fork server start-up and imports") == 1 and phases.count("fork") == 1, phases

@@ -42,6 +42,7 @@ def gone_within(pid: int, seconds: float) -> bool:
                                               (signal.SIGINT, 130, True)])
 def test_sigterm_or_ctrl_c_ends_with_one_line_and_takes_the_child_along(tmp_path, sig, code, again):
     proc, child, scratch = start_sleeper(tmp_path)
+    server = forking_server(proc, child)
     proc.send_signal(sig)
     while again and proc.poll() is None:  # Ctrl-C pressed again and again while the run shuts down
         proc.send_signal(sig)
@@ -50,15 +51,18 @@ def test_sigterm_or_ctrl_c_ends_with_one_line_and_takes_the_child_along(tmp_path
     assert proc.returncode == code
     assert stderr.strip().splitlines() == ["interrupted; 1 result stored, rerun with --resume"]
     assert gone_within(child, 10), "the measuring child outlived its parent"
+    assert gone_within(server, 10), "the fork server outlived its run"
     assert list(scratch.glob("wavemix-profile*")) == [], "temporary files left behind"
     assert (tmp_path / "out" / "results.jsonl").read_text().count("\n") == 1
 
 
-def test_sigkill_of_the_parent_takes_the_child_along(tmp_path):
+def test_sigkill_of_the_parent_takes_the_child_and_the_fork_server_along(tmp_path):
     proc, child, _ = start_sleeper(tmp_path)
+    server = forking_server(proc, child)
     proc.kill()
     proc.communicate(timeout=60)
     assert gone_within(child, 10), "the measuring child outlived its SIGKILLed parent"
+    assert gone_within(server, 10), "the fork server outlived its SIGKILLed run"
 
 
 def parent_of(pid: int) -> int:
@@ -66,14 +70,11 @@ def parent_of(pid: int) -> int:
         return int(fh.read().rsplit(")", 1)[1].split()[1])
 
 
-@pytest.mark.parametrize("stop", ["sigkill", "sigterm"])
-def test_the_fork_server_goes_with_the_run(tmp_path, stop):
-    proc, child, _ = start_sleeper(tmp_path)
+def forking_server(proc, child: int) -> int:
+    """The run's fork server, which forked `child`: a process of the run's own, not the run."""
     server = parent_of(child)
     assert server != proc.pid and parent_of(server) == proc.pid, "the child was forked by the run's fork server"
-    proc.kill() if stop == "sigkill" else proc.terminate()
-    proc.communicate(timeout=60)
-    assert gone_within(child, 10) and gone_within(server, 10), "the fork server outlived its run"
+    return server
 
 
 def test_a_stop_inside_a_held_block_is_raised_when_the_block_ends():
