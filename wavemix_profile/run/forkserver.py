@@ -30,7 +30,7 @@ import sys
 import threading
 import time
 import traceback
-from typing import Optional
+from typing import Callable, Optional
 
 from .process_tree import end_tree, signal_on_parent_death
 
@@ -193,13 +193,8 @@ def _fork_server(control_fd: int) -> _ForkedServer:
     parent's to handle), default handlers for Ctrl-C and SIGTERM, stdin from /dev/null, and no file of
     this process open but stdout, stderr and its control socket."""
     import torch  # noqa: F401 - imported here, before the fork, for this process and the server both
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid:
-        return _ForkedServer(pid)
-    code = 1
-    try:
+
+    def server() -> int:
         os.setsid()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, signal.SIG_DFL)
@@ -207,8 +202,23 @@ def _fork_server(control_fd: int) -> _ForkedServer:
         os.dup2(nothing, 0)
         os.closerange(3, control_fd)
         os.closerange(control_fd + 1, os.sysconf("SC_OPEN_MAX"))
-        code = serve(control_fd)
-    except BaseException:  # noqa: BLE001 - nothing may unwind into the parent's code
+        return serve(control_fd)
+    return _ForkedServer(_fork_running(server))
+
+
+def _fork_running(body: Callable[[], int]) -> int:
+    """Fork; the caller gets the child's pid. The child runs body() and exits with the code it returns
+    (1 if it raises, the traceback on stderr), never unwinding into the caller's code nor running its
+    exit handlers."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        code = body()
+    except BaseException:  # noqa: BLE001 - nothing may unwind into the code that forked
         traceback.print_exc()
     finally:
         try:
@@ -361,13 +371,8 @@ def _fork(fds: dict[str, int], folder: str, started_in: str, own: list[int]) -> 
     returns. Where the server's sys.path starts with the folder it started in (`python -m` puts it
     there), the child's starts with `folder` instead."""
     forked_at = time.perf_counter()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid:
-        return pid
-    code = 1
-    try:
+
+    def child() -> int:
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         for fd in own:
@@ -388,15 +393,8 @@ def _fork(fds: dict[str, int], folder: str, started_in: str, own: list[int]) -> 
         trace = Trace.from_env(began=(forked_at, 0.0))  # a forked child's CPU clock starts at zero
         trace.phase("fork")
         measure_all(fds["channel"], trace)
-        code = 0
-    except BaseException:  # noqa: BLE001 - nothing may unwind into the server's loop
-        traceback.print_exc()
-    finally:
-        try:
-            sys.stdout.flush()
-            sys.stderr.flush()
-        finally:
-            os._exit(code)
+        return 0
+    return _fork_running(child)
 
 
 if __name__ == "__main__":
