@@ -67,9 +67,11 @@ def draw_all(results):
 
 
 def drawn_as_saved(fig):
+    """Laid out as save_figure lays it out before it saves: every text placed, nothing rasterised."""
     if isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine):
-        freeze_layout(fig)
-    fig.canvas.draw()
+        freeze_layout(fig)  # the layout drawn without rendering, then crowded ticks thinned
+    else:
+        fig.draw_without_rendering()
 
 
 @pytest.fixture(scope="module")
