@@ -41,7 +41,10 @@ def pid_file(reported):
 
 @pytest.mark.parametrize("fork_server", ["1", "0"])
 def test_a_process_the_model_starts_is_ended_with_its_measurement(tmp_path, pid_file, monkeypatch, fork_server):
-    monkeypatch.setenv(FORK_SERVER_ENV, fork_server)
+    if fork_server == "0":
+        monkeypatch.setenv(FORK_SERVER_ENV, fork_server)
+    else:  # the default: the worker's own server, kept (set, the variable would start a server of its own)
+        monkeypatch.delenv(FORK_SERVER_ENV, raising=False)
     results = run_all([quick("python:factories:popens_a_sleeper", 8), quick("python:factories:popens_a_sleeper", 12)],
                       Store(tmp_path / "results.jsonl"), executor=Sequential())
     assert [r.ok for r in results] == [True, True]
