@@ -11,12 +11,13 @@ A request carries the child's pipes (SCM_RIGHTS), a status pipe on which the ser
 then, once it has reaped the child, "exit CODE" or "signal NUMBER", and the folder the request was
 made in: the child starts there, with that folder first on sys.path where the server had its own, as
 `python -m` in that folder would. The parent holds one server per run (fork_child starts it on first
-use) and a new one when the environment changes, since the server's imports saw it. The command line forks its server from itself
-once it has imported torch (_fork_server), before anything else has run there; any other caller gets a
-fresh interpreter, since torch may have run in it. When the control socket closes (the run is
-done, or dead) the server takes no more requests, continues any child still stopped for another's
-timing (a stopped child cannot see its lifeline close) and exits once its children have. Before it
-reaps a child it ends whatever the child's model left running (process_tree.end_tree).
+use) and a new one when the environment changes, since the server's imports saw it. The command line
+forks its server from itself once it has imported torch (_fork_server), before anything else has run
+there; any other caller gets a fresh interpreter, since torch may have run in it. When the control
+socket closes (the run is done, or dead) the server takes no more requests, continues any child still
+stopped for another's timing (a stopped child cannot see its lifeline close) and exits once its
+children have. Before it reaps a child it ends whatever the child's model left running
+(process_tree.end_tree).
 """
 from __future__ import annotations
 
