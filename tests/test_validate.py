@@ -51,24 +51,26 @@ def test_rehearsal_killed_mid_run_then_resumed_writes_every_file_once(tmp_path):
     assert [r["model_name"] for r in compare] == ["WaveMix-16/5", "2D FNet-64/5"] and compare[0] == kept[0]
     for name in ("report.md", "results.csv", "memory_vs_params.png", "max_batch.png", "VALIDATION.md"):
         assert (out / name).stat().st_size > 0, name
+    # the later stages check one of the two compared models (REHEARSAL_CHECK_MODELS), as a GPU's a few
     checks = lines(out / "validation" / "max-batch-checks.jsonl")
-    assert len(checks) == 4 and all(c["fits_at_found"] is True and c["fits_at_next"] is False for c in checks)
-    found = {(r["model_name"], mode): r[f"max_batch_{mode}"]["max_batch"] for r in compare for mode in ("train", "infer")}
+    assert len(checks) == 2 and all(c["fits_at_found"] is True and c["fits_at_next"] is False for c in checks)
+    found = {(r["model_name"], mode): r[f"max_batch_{mode}"]["max_batch"] for r in compare for mode in ("train", "infer")
+             if r["model_name"] == "2D FNet-64/5"}
     assert {(c["model"], c["mode"]): c["found"] for c in checks} == found
-    assert len(lines(out / "validation" / "whole-device.jsonl")) == 2
-    assert len(lines(out / "validation" / "cpu-estimates.jsonl")) == 4
-    assert 2 <= len(lines(out / "validation" / "repeatability.jsonl")) <= 4
+    assert [r["model_name"] for r in lines(out / "validation" / "whole-device.jsonl")] == ["2D FNet-64/5"]
+    assert len(lines(out / "validation" / "cpu-estimates.jsonl")) == 3  # both at 16 GiB, the checked one whole
+    assert 1 <= len(lines(out / "validation" / "repeatability.jsonl")) <= 2
 
     text = (out / "VALIDATION.md").read_text()
     assert text.count(LABELLED) == 5, "every section says it is a rehearsal"
     assert f"**{REHEARSAL_LABEL}**" in (out / "report.md").read_text()
-    assert "4 of 4 checks passed." in text
+    assert "2 of 2 checks passed." in text
     assert "`wavemix-profile validate --rehearse --stage max-batch-checks`" in text, "the command, run from the root"
     assert str(tmp_path) not in text, "no path of this machine in a report"
 
     again = validate(cwd=tmp_path)
     assert again.returncode == 0 and "validation complete" in again.stdout
-    assert len(lines(out / "results.jsonl")) == 2 and len(lines(out / "validation" / "max-batch-checks.jsonl")) == 4
+    assert len(lines(out / "results.jsonl")) == 2 and len(lines(out / "validation" / "max-batch-checks.jsonl")) == 2
 
 
 def test_list_and_a_spent_time_limit_run_nothing_and_say_what_is_left(tmp_path):
@@ -125,7 +127,7 @@ def test_a_stored_error_is_measured_again_and_its_checks_follow_the_new_answer(t
 
     plan = Plan(device="cpu", device_bytes=2**30, out=tmp_path, slug="rehearsal-cpu", rehearse=True)
     compare, checks = STAGES[0], STAGES[1]
-    first = compare_requests(plan)[0]
+    first = next(r for r in compare_requests(plan) if r.model in plan.check_models)
     failed = error_result(first, "max-batch (train): ValueError: Expected a torch.device with a specified index")
     Store(plan.store("compare")).append(failed)
     assert left(plan, compare) == compare_requests(plan)
@@ -136,7 +138,7 @@ def test_a_stored_error_is_measured_again_and_its_checks_follow_the_new_answer(t
                             probes=(), search_s=0.0)
     Store(plan.store("compare")).append(replace(failed, error=None, max_batch_train=answer,
                                                 max_batch_infer=replace(answer, mode="infer")))
-    assert left(plan, compare) == compare_requests(plan)[1:]
+    assert left(plan, compare) == [r for r in compare_requests(plan) if r != first]
     assert [(m, mode) for m, mode in left(plan, checks) if m == first.model] == [(first.model, "train"),
                                                                                  (first.model, "infer")]
 

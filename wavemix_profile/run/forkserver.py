@@ -22,6 +22,7 @@ children have. Before it reaps a child it ends whatever the child's model left r
 from __future__ import annotations
 
 import atexit
+import gc
 import os
 import select
 import signal
@@ -308,6 +309,10 @@ def serve(control_fd: int) -> int:
     trace = Trace.from_env()
     started_in = os.getcwd()
     _preload()
+    # What the imports made lives as long as the server: kept out of the cyclic collector's passes,
+    # which in a forked child would otherwise walk it all and write to every page it touches (a
+    # copy of each) while finding nothing to free
+    gc.freeze()
     trace.phase("fork server start-up and imports", since_start=True)
     control = socket.socket(fileno=control_fd)
     wake_r, wake_w = os.pipe()
