@@ -82,10 +82,10 @@ def test_the_cli_prints_no_torch_log_noise(tmp_path):
                     "--device", "cpu")
     assert profiled.returncode == 0, profiled.stderr
     assert "copies_an_instance" in profiled.stdout and "Conv2d" in profiled.stdout
-    compared = _cli("compare", "--models", "WaveMix-16/5", "python:factories:copies_an_instance", "--image-sizes",
+    compared = _cli("compare", "--models", "python:factories:tiny_cnn", "python:factories:copies_an_instance", "--image-sizes",
                     "32", "--batch-size", "2", "--skip", "max-batch", "throughput", "--out", str(tmp_path / "out"))
     assert compared.returncode == 0, compared.stderr
-    assert "copies_an_instance" in compared.stdout and "WaveMix-16/5" in compared.stdout
+    assert "copies_an_instance" in compared.stdout and "tiny_cnn" in compared.stdout
     helped = _cli("compare", "--help")
     assert helped.returncode == 0 and "usage:" in helped.stdout and helped.stderr == ""
     for run in (profiled, compared, helped):

@@ -97,7 +97,7 @@ def in_background(target):
 
 def test_cpu_measurements_through_ray_equal_in_process_ones(cluster, tmp_path):
     requests = [Settings(model="python:factories:tiny_cnn", image_size=16, batch_size=2, num_classes=10, skip=NO_TIMING),
-                Settings(model="WaveMix-16/5", image_size=32, batch_size=4, num_classes=10, skip=NO_TIMING)]
+                Settings(model="2D FNet-64/5", image_size=32, batch_size=4, num_classes=10, skip=NO_TIMING)]
     store = Store(tmp_path / "results.jsonl")
     with RayExecutor() as executor:
         executor.plan(requests)
