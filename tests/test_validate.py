@@ -73,10 +73,16 @@ def test_rehearsal_killed_mid_run_then_resumed_writes_every_file_once(tmp_path):
     assert len(lines(out / "results.jsonl")) == 2 and len(lines(out / "validation" / "max-batch-checks.jsonl")) == 2
 
 
+LISTS = ("import sys; from wavemix_profile.cli import main; code = main(['validate', '--rehearse', '--list']); "
+         "print('torch imported' if 'torch' in sys.modules else 'no torch'); sys.exit(code)")
+
+
 def test_list_and_a_spent_time_limit_run_nothing_and_say_what_is_left(tmp_path):
-    listed = validate("--list", cwd=tmp_path)
-    assert listed.returncode == 0
-    assert [line.split()[0] for line in listed.stdout.splitlines()] == list(STAGE_NAMES)
+    listed = subprocess.run([sys.executable, "-c", LISTS], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    *lines, imported = listed.stdout.splitlines()
+    assert imported == "no torch", "a rehearsal's plan is listed without importing torch"
+    assert [line.split()[0] for line in lines] == list(STAGE_NAMES)
     assert "compare             2 left, expected ~" in listed.stdout
     assert not (tmp_path / "reports").exists()
     spent = validate("--time-limit", "0.001", "--stage", "compare", cwd=tmp_path)

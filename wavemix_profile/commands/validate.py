@@ -30,12 +30,14 @@ def _default_out(plan: Plan) -> Path:
 
 
 def _plan(args) -> Plan:
-    from ..measure.measure import parse_device
+    """The validation asked for; a rehearsal's plan (and so `--rehearse --list`) imports no torch."""
     from .outputs import device_slug
     if args.rehearse:
         device, device_bytes, name = "cpu", REHEARSAL_DEVICE_BYTES, REHEARSAL_SLUG
     else:
         import torch
+
+        from ..measure.measure import parse_device
         device = args.device or "cuda"
         if not torch.cuda.is_available():
             raise BadInputError("validate needs a CUDA device and none is available; "
