@@ -70,7 +70,8 @@ def test_report_md_has_the_fits_section_and_the_best_protocols_value_beside_ours
     fits = fit(values, figures=figures)
     (tmp_path / "paper_fit.json").write_text(json.dumps(to_json(fits, command="wavemix-profile paper-fit",
                                                                 torch_version="x")))
-    stored = Store(Path(__file__).parent / "data" / "results_fixture.jsonl").read()
+    stored = [r for r in Store(Path(__file__).parent / "data" / "results_fixture.jsonl").read()
+              if r.model_name in ("ResNet-18", "WaveMix-128/7")]  # the rows asked about: fewer charts to draw
     write_outputs(stored, tmp_path, command="test")
     report = (tmp_path / "report.md").read_text()
     assert "## What the paper's numbers match" in report
