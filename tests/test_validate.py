@@ -11,7 +11,7 @@ import pytest
 
 from wavemix_profile.render.paper import PaperComparison
 from wavemix_profile.render.validation import contradictions
-from wavemix_profile.validation.plan import REHEARSAL_LABEL, STAGE_NAMES
+from wavemix_profile.validation.plan import REHEARSAL_CHECK_MODELS, REHEARSAL_LABEL, STAGE_NAMES
 
 LABELLED = f"({REHEARSAL_LABEL})"
 
@@ -55,9 +55,9 @@ def test_rehearsal_killed_mid_run_then_resumed_writes_every_file_once(tmp_path):
     checks = lines(out / "validation" / "max-batch-checks.jsonl")
     assert len(checks) == 2 and all(c["fits_at_found"] is True and c["fits_at_next"] is False for c in checks)
     found = {(r["model_name"], mode): r[f"max_batch_{mode}"]["max_batch"] for r in compare for mode in ("train", "infer")
-             if r["model_name"] == "2D FNet-64/5"}
+             if r["model_name"] in REHEARSAL_CHECK_MODELS}
     assert {(c["model"], c["mode"]): c["found"] for c in checks} == found
-    assert [r["model_name"] for r in lines(out / "validation" / "whole-device.jsonl")] == ["2D FNet-64/5"]
+    assert [r["model_name"] for r in lines(out / "validation" / "whole-device.jsonl")] == list(REHEARSAL_CHECK_MODELS)
     assert len(lines(out / "validation" / "cpu-estimates.jsonl")) == 3  # both at 16 GiB, the checked one whole
     assert 1 <= len(lines(out / "validation" / "repeatability.jsonl")) <= 2
 
