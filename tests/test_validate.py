@@ -54,8 +54,8 @@ def test_rehearsal_killed_mid_run_then_resumed_writes_every_file_once(tmp_path):
     # the later stages check one of the two compared models (REHEARSAL_CHECK_MODELS), as a GPU's a few
     checks = lines(out / "validation" / "max-batch-checks.jsonl")
     assert len(checks) == 2 and all(c["fits_at_found"] is True and c["fits_at_next"] is False for c in checks)
-    found = {(r["model_name"], mode): r[f"max_batch_{mode}"]["max_batch"] for r in compare for mode in ("train", "infer")
-             if r["model_name"] in REHEARSAL_CHECK_MODELS}
+    found = {(r["model_name"], mode): r[f"max_batch_{mode}"]["max_batch"]
+             for r in compare if r["model_name"] in REHEARSAL_CHECK_MODELS for mode in ("train", "infer")}
     assert {(c["model"], c["mode"]): c["found"] for c in checks} == found
     assert [r["model_name"] for r in lines(out / "validation" / "whole-device.jsonl")] == list(REHEARSAL_CHECK_MODELS)
     assert len(lines(out / "validation" / "cpu-estimates.jsonl")) == 3  # both at 16 GiB, the checked one whole
